@@ -3,12 +3,22 @@
 //! depend on burn.
 
 pub mod atomic;
+pub mod bundle;
 pub mod error;
+pub mod features;
 pub mod genes;
+pub mod kmeans;
+pub mod manifest;
 pub mod model_config;
 pub mod model_spec;
 pub mod normalization;
+pub mod npy;
+pub mod ort_env;
 pub mod pathways;
+pub mod reference_csv;
+pub mod run;
+pub mod sampler;
+pub mod slide;
 pub mod weights;
 
 pub use error::{Error, Result};

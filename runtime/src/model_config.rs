@@ -63,19 +63,19 @@ impl ModelConfig {
         if self.hidden == 0 || self.depth == 0 || self.heads == 0 || self.graph_heads == 0 {
             return bad("hidden, depth, heads and graph_heads must be positive".into());
         }
-        if self.hidden % self.heads != 0 {
+        if !self.hidden.is_multiple_of(self.heads) {
             return bad(format!(
                 "hidden {} is not divisible by heads {}",
                 self.hidden, self.heads
             ));
         }
-        if self.hidden % self.graph_heads != 0 {
+        if !self.hidden.is_multiple_of(self.graph_heads) {
             return bad(format!(
                 "hidden {} is not divisible by graph_heads {}",
                 self.hidden, self.graph_heads
             ));
         }
-        if self.feat_dim % self.heads != 0 {
+        if !self.feat_dim.is_multiple_of(self.heads) {
             return bad(format!(
                 "feature dim {} is not divisible by heads {} (the slide transformer splits it)",
                 self.feat_dim, self.heads

@@ -64,7 +64,8 @@ impl WeightMap {
         self.tensors.values().map(Tensor::numel).sum()
     }
 
-    /// Parses safetensors bytes; float32, float64, float16 and bfloat16 are read as f32.
+    /// Parses safetensors bytes; float32, float64, float16, bfloat16 and bool (as 0/1) are
+    /// read as f32.
     pub fn from_safetensors_bytes(bytes: &[u8], origin: &Path) -> Result<Self> {
         let st = SafeTensors::deserialize(bytes)
             .map_err(|e| Error::invalid(origin, format!("not a safetensors file: {e}")))?;
@@ -146,6 +147,8 @@ fn to_f32(view: &TensorView<'_>) -> Option<Vec<f32>> {
             .chunks_exact(2)
             .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
             .collect(),
+        // Official checkpoints hold boolean buffers (`pathway_graph.attn_mask`); 0/1 is exact.
+        Dtype::BOOL => b.iter().map(|&v| f32::from(u8::from(v != 0))).collect(),
         _ => return None,
     })
 }

@@ -1,1 +1,28 @@
-//! rnafm trainer.
+//! rnafm trainer: the RNA-FM velocity network in burn, exact to the official PyTorch
+//! model, its weight mapping to official names, the guided Euler sampler and
+//! flow-matching training with patient-level cross-validation.
+
+pub mod bench;
+pub mod checkpoint;
+pub mod dataset;
+pub mod dit_block;
+pub mod ema;
+pub mod evaluate;
+pub mod gene_embedding;
+pub mod grad_clip;
+pub mod heads;
+pub mod import;
+pub mod init;
+pub mod layers;
+pub mod metrics;
+pub mod pathway_graph;
+pub mod preset;
+pub mod sampler;
+pub mod slide_encoder;
+pub mod splits;
+pub mod synth;
+pub mod timestep;
+pub mod torch_checkpoint;
+pub mod train;
+pub mod velocity_net;
+pub mod weight_io;

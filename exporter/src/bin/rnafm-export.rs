@@ -1,1 +1,142 @@
-fn main() {}
+//! rnafm-export: turns a trained RNA-FM checkpoint (or official PyTorch weights) into a
+//! self-checking `.rnafm` bundle of ONNX graphs for `rnafm-run`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use rnafm_exporter::bundle_export::{ExportInfo, bundle};
+use rnafm_exporter::graphs;
+use rnafm_exporter::official::spec_from_official;
+use rnafm_runtime::model_spec::ModelSpec;
+use rnafm_runtime::weights::WeightMap;
+
+/// Export an RNA-FM model as a `.rnafm` bundle (four ONNX graphs, the null condition's
+/// embedding, a manifest with genes/pathways/normalisation and a self-test).
+///
+/// From a trainer checkpoint:   rnafm-export --onnx runs/fold0 -o model.rnafm
+/// From official weights:       rnafm-export --weights w.safetensors --pathways p.json
+///                              --genes genes.txt --heads 8 -o model.rnafm
+#[derive(Parser)]
+#[command(version, about, long_about)]
+struct Args {
+    /// Trainer checkpoint folder: model.json, ema.safetensors (or model.safetensors with
+    /// --raw), optional metrics.json.
+    #[arg(long, value_name = "CHECKPOINT_DIR", conflicts_with = "weights")]
+    onnx: Option<PathBuf>,
+    /// Use the raw (non-EMA) weights of the checkpoint.
+    #[arg(long, requires = "onnx")]
+    raw: bool,
+    /// Official PyTorch weights (safetensors, state_dict names); sizes are inferred.
+    #[arg(long, requires_all = ["pathways", "genes"])]
+    weights: Option<PathBuf>,
+    /// Pathway index (.json with UNMAPPED/UNCLASSIFIED background, or .gmt) for --weights.
+    #[arg(long)]
+    pathways: Option<PathBuf>,
+    /// Gene list in output order (one symbol a line, or gene_list.csv) for --weights.
+    #[arg(long)]
+    genes: Option<PathBuf>,
+    /// Attention heads of the DiT blocks and slide transformer (not inferable from weights).
+    #[arg(long, default_value_t = 8)]
+    heads: usize,
+    /// Output bundle.
+    #[arg(short, long, value_name = "FILE")]
+    output: PathBuf,
+    /// Tile encoder the slide features come from (recorded in the manifest).
+    #[arg(long, default_value = "UNI")]
+    encoder: String,
+    /// Microns per pixel of the tiles (recorded in the manifest).
+    #[arg(long, default_value_t = 0.5)]
+    mpp: f32,
+    /// Tile size in pixels (recorded in the manifest).
+    #[arg(long, default_value_t = 224)]
+    tile_size: usize,
+    /// Skip the self-test (it needs ONNX Runtime at export time).
+    #[arg(long)]
+    no_self_test: bool,
+    /// More log output (-v info, -vv debug).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let level = match args.verbose {
+        0 => "warn",
+        1 => "info,ort=warn",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let (spec, weights, wpath, metrics) = if let Some(dir) = &args.onnx {
+        let spec = ModelSpec::read(&dir.join("model.json"))?;
+        let wpath = dir.join(if args.raw {
+            "model.safetensors"
+        } else {
+            "ema.safetensors"
+        });
+        let w = WeightMap::read_safetensors(&wpath)?;
+        let mpath = dir.join("metrics.json");
+        let metrics = if mpath.exists() {
+            let text =
+                std::fs::read_to_string(&mpath).with_context(|| mpath.display().to_string())?;
+            Some(
+                serde_json::from_str(&text)
+                    .with_context(|| format!("{}: not JSON", mpath.display()))?,
+            )
+        } else {
+            None
+        };
+        (spec, w, wpath, metrics)
+    } else if let (Some(wp), Some(pp), Some(gp)) = (&args.weights, &args.pathways, &args.genes) {
+        let w = WeightMap::read_safetensors(wp)?;
+        let spec = spec_from_official(&w, wp, pp, gp, args.heads)?;
+        (spec, w, wp.clone(), None)
+    } else {
+        bail!(
+            "give a checkpoint folder (--onnx DIR) or official weights (--weights, --pathways, --genes)"
+        );
+    };
+    tracing::info!(
+        "model: hidden {}, depth {}, {} pathways, {} genes",
+        spec.config.hidden,
+        spec.config.depth,
+        spec.pathways.len(),
+        spec.config.genes
+    );
+    let start = std::time::Instant::now();
+    let bar = ProgressBar::new(5);
+    bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}").expect("template"));
+    let g = graphs::build(&spec, &weights, &wpath, |name| {
+        bar.set_message(name.to_string());
+        bar.inc(1);
+    })?;
+    bar.finish_and_clear();
+    let info = ExportInfo {
+        encoder: args.encoder,
+        microns_per_pixel: args.mpp,
+        tile_size: args.tile_size,
+        metrics,
+        self_test: !args.no_self_test,
+    };
+    let w = bundle(&spec, &g, &info, &wpath)?;
+    w.write(&args.output)?;
+    let size = std::fs::metadata(&args.output)
+        .map(|m| m.len())
+        .unwrap_or(0);
+    eprintln!(
+        "wrote {} ({:.1} MB, {} float32 weights) in {:.1}s",
+        args.output.display(),
+        size as f64 / 1e6,
+        weights.total_params(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

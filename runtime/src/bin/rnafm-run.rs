@@ -1,1 +1,519 @@
-fn main() {}
+//! `rnafm-run`: predicts bulk RNA-seq for whole-slide images from their tile features with an
+//! exported `.rnafm` model, on ONNX Runtime (CPU or CUDA).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use ndarray::{Array2, ArrayView2};
+
+use rnafm_runtime::features::read_features;
+use rnafm_runtime::kmeans::{KMeansOptions, kmeans};
+use rnafm_runtime::ort_env::{DeviceChoice, SessionOptions};
+use rnafm_runtime::run::model::RunModel;
+use rnafm_runtime::run::outputs::{
+    RunReport, SlideOutputs, SlideRecord, to_fpkm, write_genes_tsv, write_pathways_tsv,
+};
+use rnafm_runtime::run::shift::{SHIFT_WARN_MEAN_ABS_Z, mean_abs_z};
+use rnafm_runtime::sampler::SampleParams;
+
+const ABOUT: &str = "Predict bulk RNA-seq (log2(FPKM-UQ+1) of ~20k genes) for whole-slide images.";
+
+const LONG_ABOUT: &str = "\
+Predict bulk RNA-seq (log2(FPKM-UQ+1) of ~20k genes) for whole-slide images.
+
+Each input is one slide's tile features from the pathology encoder the model was trained with
+(a .npy or .npz float matrix): either K x D cluster means (K and D as the model says, see
+`rnafm-run inspect MODEL`) or N x D tile features, which are first grouped into K clusters
+with seeded k-means++. A folder stands for every .npy/.npz file in it.
+
+The model is generative: it draws --samples plausible expression profiles per slide. For each
+slide the output folder gets
+  <slide>.genes.tsv     per gene: mean, sd, median, 5/25/75/95% quantiles over the samples
+                        (log2(FPKM-UQ+1), or FPKM-UQ with --fpkm), and cv_r, the model's
+                        cross-validated correlation for that gene when the model has one
+                        (low cv_r = the gene is not predictable from histology; don't trust it)
+  <slide>.pathways.tsv  per pathway: score = mean z-score of its genes, mean/sd/5-95% interval
+  <slide>.samples.npy   with --save-samples: every sample [samples x genes], same unit
+and run.json records the model's sha256, seed, device and timings. Same model + seed + inputs
+give the same numbers on CPU whatever --batch and --threads are.
+
+A slide that cannot be read (wrong feature dimension, NaN/Inf, fewer tiles than clusters)
+is reported on one line and skipped; the exit code is then 1. Usage errors exit with 2.";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rnafm-run",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Describe a model bundle in words (genes, pathways, slide features it expects, training).
+    Inspect {
+        model: PathBuf,
+        /// Print the manifest as JSON instead.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Slide feature files (.npy/.npz) or folders of them.
+    #[arg(value_name = "SLIDE")]
+    slides: Vec<PathBuf>,
+    /// The exported model: a .rnafm bundle (or an unpacked model folder).
+    #[arg(short, long, value_name = "MODEL.rnafm", required = true)]
+    model: Option<PathBuf>,
+    /// Expression profiles drawn per slide (more = tighter intervals, proportionally slower).
+    #[arg(short = 'n', long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    samples: u32,
+    /// Time points of the flow integration (steps = T − 1); default: the model's (20).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(2..))]
+    steps: Option<u32>,
+    /// Guidance scale (1 = no guidance; higher follows the slide more); default: the model's (2.0).
+    #[arg(long)]
+    cfg: Option<f32>,
+    /// Random seed: the same seed gives the same samples.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Where the model runs.
+    #[arg(long, default_value = "auto", value_parser = parse_device)]
+    device: DeviceChoice,
+    /// CPU threads for ONNX Runtime (default: all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Samples integrated at once (bounds memory; does not change results).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    batch: u32,
+    /// Output folder (created if needed).
+    #[arg(short, long, default_value = "rnafm-out")]
+    out: PathBuf,
+    /// Report FPKM-UQ instead of log2(FPKM-UQ+1).
+    #[arg(long)]
+    fpkm: bool,
+    /// Also write every sample as <slide>.samples.npy.
+    #[arg(long)]
+    save_samples: bool,
+    /// Redo slides whose outputs already exist (default: skip them).
+    #[arg(long)]
+    overwrite: bool,
+    /// Process only part i of n of the slides (0-based i, e.g. 0/4 … 3/4), for job arrays.
+    #[arg(long, value_name = "i/n", value_parser = parse_shard)]
+    shard: Option<(usize, usize)>,
+    /// Summary on stdout as text or JSON (the run.json content).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Run the model's built-in self-test (a fixed input with a known output) and exit.
+    #[arg(long)]
+    self_test: bool,
+    /// More log output (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// No progress bar.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+fn parse_device(s: &str) -> Result<DeviceChoice, String> {
+    s.parse()
+}
+
+fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+    let bad = || format!("`{s}` is not i/n with 0 <= i < n (e.g. 0/4)");
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let i: usize = i.trim().parse().map_err(|_| bad())?;
+    let n: usize = n.trim().parse().map_err(|_| bad())?;
+    if n == 0 || i >= n {
+        return Err(bad());
+    }
+    Ok((i, n))
+}
+
+/// A usage error (exit 2) as opposed to a failure (exit 1).
+#[derive(Debug)]
+struct Usage(String);
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for Usage {}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.run.verbose);
+    let result = match &cli.command {
+        Some(Command::Inspect { model, format }) => inspect(model, *format),
+        None => run(&cli.run),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rnafm-run: {}", one_line(&e));
+            if e.downcast_ref::<Usage>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for c in e.chain() {
+        let s = c.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ").replace('\n', " ")
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn model_path(args: &RunArgs) -> anyhow::Result<&Path> {
+    args.model
+        .as_deref()
+        .ok_or_else(|| Usage("--model MODEL.rnafm is required".into()).into())
+}
+
+fn session_options(args: &RunArgs) -> SessionOptions {
+    SessionOptions {
+        device: args.device,
+        threads: args.threads,
+    }
+}
+
+/// Expands folders into their .npy/.npz files (sorted) and keeps the shard's part.
+fn collect_slides(args: &RunArgs) -> anyhow::Result<Vec<PathBuf>> {
+    if args.slides.is_empty() {
+        bail!(Usage(
+            "no slide features given (see rnafm-run --help)".into()
+        ));
+    }
+    let mut all = Vec::new();
+    for p in &args.slides {
+        if p.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("{}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| {
+                    f.is_file()
+                        && matches!(f.extension().and_then(|x| x.to_str()), Some("npy" | "npz"))
+                })
+                .collect();
+            found.sort();
+            if found.is_empty() {
+                bail!(Usage(format!(
+                    "{}: folder holds no .npy/.npz files",
+                    p.display()
+                )));
+            }
+            all.extend(found);
+        } else {
+            all.push(p.clone());
+        }
+    }
+    Ok(match args.shard {
+        Some((i, n)) => all
+            .into_iter()
+            .enumerate()
+            .filter(|(k, _)| k % n == i)
+            .map(|(_, p)| p)
+            .collect(),
+        None => all,
+    })
+}
+
+fn slide_name(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "slide".into())
+}
+
+fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let model_path = model_path(args)?;
+    if args.self_test {
+        return self_test(model_path, args);
+    }
+    let slides = collect_slides(args)?;
+    let t0 = Instant::now();
+    let mut model = RunModel::open(model_path, session_options(args))?;
+    let load_seconds = t0.elapsed().as_secs_f64();
+    eprintln!(
+        "rnafm-run: {} on {} ({} threads), {} slide(s)",
+        model_path.display(),
+        model.device,
+        model.threads,
+        slides.len()
+    );
+    let params = SampleParams {
+        samples: args.samples as usize,
+        steps: args.steps.map_or(model.default_steps, |s| s as usize),
+        cfg: args.cfg.unwrap_or(model.default_cfg),
+        seed: args.seed,
+        batch: args.batch as usize,
+    };
+    if model.normalization.is_none() {
+        tracing::warn!("the model has no normalisation statistics; outputs are z-scores");
+    }
+    let unit = if model.normalization.is_none() {
+        "z"
+    } else if args.fpkm {
+        "FPKM-UQ"
+    } else {
+        "log2(FPKM-UQ+1)"
+    };
+
+    let per_slide = params.samples.div_ceil(params.batch) * (params.steps - 1);
+    let bar = ProgressBar::new((per_slide * slides.len()) as u64);
+    if args.quiet || args.format == Format::Json {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        ProgressStyle::with_template("{msg:20!} [{bar:30}] {percent:>3}% {elapsed} / ~{duration}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+
+    let mut records = Vec::new();
+    let mut seen = HashSet::new();
+    let mut failed = 0usize;
+    for path in &slides {
+        let name = slide_name(path);
+        bar.set_message(name.clone());
+        let outs = SlideOutputs::new(&args.out, &name);
+        let mut rec = SlideRecord {
+            input: path.clone(),
+            slide: name.clone(),
+            status: "ok".into(),
+            error: None,
+            tiles: None,
+            input_shift_mean_abs_z: None,
+            seconds: None,
+        };
+        if !seen.insert(name.clone()) {
+            rec.status = "failed".into();
+            rec.error = Some(format!(
+                "{}: another input already writes outputs named {name}",
+                path.display()
+            ));
+        } else if !args.overwrite && outs.complete(args.save_samples) {
+            rec.status = "skipped".into();
+            bar.inc(per_slide as u64);
+        } else {
+            let ts = Instant::now();
+            let before = bar.position();
+            match process_slide(&mut model, path, &outs, &params, args, &mut rec, &bar) {
+                Ok(()) => rec.seconds = Some(ts.elapsed().as_secs_f64()),
+                Err(e) => {
+                    rec.status = "failed".into();
+                    rec.error = Some(one_line(&e));
+                    bar.set_position(before + per_slide as u64);
+                }
+            }
+        }
+        if let Some(e) = &rec.error {
+            failed += 1;
+            bar.suspend(|| eprintln!("rnafm-run: {e}"));
+        }
+        records.push(rec);
+    }
+    bar.finish_and_clear();
+
+    let report = RunReport {
+        rnafm_version: env!("CARGO_PKG_VERSION").into(),
+        onnxruntime_library: rnafm_runtime::ort_env::library_path()
+            .map(|p| p.display().to_string()),
+        model: model_path.to_path_buf(),
+        model_sha256: model.sha256.clone(),
+        device: model.device.to_string(),
+        threads: model.threads,
+        samples: params.samples,
+        steps: params.steps,
+        cfg: params.cfg,
+        seed: params.seed,
+        batch: params.batch,
+        unit: unit.into(),
+        load_seconds,
+        total_seconds: t0.elapsed().as_secs_f64(),
+        slides: records,
+    };
+    report.write(&args.out.join("run.json"))?;
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Text => {
+            for r in &report.slides {
+                let secs = r.seconds.map_or(String::new(), |s| format!("{s:.2}s"));
+                println!("{}\t{}\t{}", r.slide, r.status, secs);
+            }
+        }
+    }
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// K×D cluster features of a slide: as given, or k-means of N×D tiles.
+fn slide_clusters(
+    model: &RunModel,
+    path: &Path,
+    seed: u64,
+    rec: &mut SlideRecord,
+) -> anyhow::Result<Array2<f32>> {
+    let f = read_features(path)?;
+    if f.ncols() != model.feat_dim {
+        bail!(
+            "{}: features are {}-dimensional but the model expects {} (is it the right encoder?)",
+            path.display(),
+            f.ncols(),
+            model.feat_dim
+        );
+    }
+    if f.nrows() == model.clusters {
+        return Ok(f);
+    }
+    if f.nrows() < model.clusters {
+        bail!(
+            "{}: {} tiles, fewer than the model's {} clusters",
+            path.display(),
+            f.nrows(),
+            model.clusters
+        );
+    }
+    rec.tiles = Some(f.nrows());
+    let km = kmeans(f.view(), KMeansOptions::new(model.clusters, seed), path)?;
+    Ok(km.centers)
+}
+
+fn process_slide(
+    model: &mut RunModel,
+    path: &Path,
+    outs: &SlideOutputs,
+    params: &SampleParams,
+    args: &RunArgs,
+    rec: &mut SlideRecord,
+    bar: &ProgressBar,
+) -> anyhow::Result<()> {
+    let clusters = slide_clusters(model, path, args.seed, rec)?;
+    if let Some((mean, sd)) = &model.feature_stats
+        && let Some(z) = mean_abs_z(clusters.view(), mean, sd)
+    {
+        rec.input_shift_mean_abs_z = Some(z);
+        if z > SHIFT_WARN_MEAN_ABS_Z {
+            bar.suspend(|| {
+                tracing::warn!(
+                    "{}: features lie far from the training slides (mean |z| {z:.1} > {SHIFT_WARN_MEAN_ABS_Z}); check the encoder and preprocessing, predictions are extrapolations",
+                    path.display()
+                )
+            });
+        }
+    }
+    let genes = model.genes.len();
+    let mut tick = || bar.inc(1);
+    let z = model
+        .graphs
+        .sample(clusters.view(), genes, params, &mut tick)
+        .with_context(|| path.display().to_string())?;
+    let values = to_unit(&z.view(), model, args.fpkm);
+    write_genes_tsv(
+        &outs.genes,
+        &model.genes,
+        values.view(),
+        model.cv_r.as_deref(),
+    )?;
+    write_pathways_tsv(&outs.pathways, z.view(), &model.pathways)?;
+    if args.save_samples {
+        rnafm_runtime::npy::write_npy(&outs.samples, &values)?;
+    }
+    Ok(())
+}
+
+/// z samples → the reported unit.
+fn to_unit(z: &ArrayView2<'_, f32>, model: &RunModel, fpkm: bool) -> Array2<f32> {
+    let Some(norm) = &model.normalization else {
+        return z.to_owned();
+    };
+    let mut out = z.to_owned();
+    for mut row in out.rows_mut() {
+        for (g, v) in row.iter_mut().enumerate() {
+            let l = norm.from_z(g, *v);
+            *v = if fpkm { to_fpkm(l) } else { l };
+        }
+    }
+    out
+}
+
+fn self_test(model_path: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let mut model = RunModel::open(model_path, session_options(args))?;
+    let outcome = model.self_test()?;
+    let verdict = if outcome.passed { "PASS" } else { "FAIL" };
+    match args.format {
+        Format::Json => println!(
+            "{}",
+            serde_json::json!({
+                "model": model_path,
+                "device": model.device.as_str(),
+                "passed": outcome.passed,
+                "max_abs_diff": outcome.max_abs_diff,
+                "tolerance": outcome.tolerance,
+            })
+        ),
+        Format::Text => println!(
+            "self-test {verdict}: {} on {}, max |diff| {:.3e} (tolerance {:.1e})",
+            model_path.display(),
+            model.device,
+            outcome.max_abs_diff,
+            outcome.tolerance
+        ),
+    }
+    Ok(if outcome.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn inspect(model: &Path, format: Format) -> anyhow::Result<ExitCode> {
+    let text = rnafm_runtime::run::model::describe(model, format == Format::Json)?;
+    println!("{text}");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,1 +1,443 @@
-fn main() {}
+//! `rnafm-train`: import official RNA-FM checkpoints and train RNA-FM models with
+//! flow matching and patient-level cross-validation.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "rnafm-train",
+    version,
+    about = "Train RNA-FM (pathway-aware flow matching from slide features to bulk RNA-seq)",
+    long_about = "Train RNA-FM: a flow-matching model that predicts bulk RNA-seq expression \
+                  (log2(FPKM-UQ+1)) from a whole-slide image's cluster features, with one \
+                  token per pathway. Checkpoint directories hold model.json, \
+                  model.safetensors and ema.safetensors (official PyTorch tensor names) and \
+                  are what rnafm-export reads."
+)]
+struct Cli {
+    /// More log output (-v info, -vv debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    cmd: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Convert an official RNA-FM state_dict (safetensors) into a checkpoint directory.
+    ImportOfficial {
+        /// The official weights: a safetensors state_dict with official tensor names.
+        weights: PathBuf,
+        /// Pathway file the model was trained with (RNA-FM JSON index, or GMT with --genes).
+        #[arg(long)]
+        pathways: PathBuf,
+        /// Gene list in output order; without it genes are named by index and counted
+        /// from the pathway file.
+        #[arg(long)]
+        genes: Option<PathBuf>,
+        /// Attention heads (not recoverable from tensor shapes; the paper model uses 8).
+        #[arg(long, default_value_t = 8)]
+        heads: usize,
+        /// Output checkpoint directory.
+        #[arg(short, long)]
+        out: PathBuf,
+    },
+    /// Train with patient-level k-fold cross-validation; writes per-fold checkpoints,
+    /// splits.json, metrics.json and metrics.txt under --out.
+    Train(TrainArgs),
+    /// Time training steps (forward, backward, clip, AdamW, EMA) at a model size on
+    /// synthetic inputs; prints a table and writes JSON.
+    Bench(BenchArgs),
+    /// Write a known-truth synthetic cohort in the real formats (reference CSV, one
+    /// features .npy per slide, pathway JSON, gene list) plus its oracle.
+    Synth(rnafm_trainer::synth::SynthArgs),
+    /// Score predictions against measured expression: per-gene r and RMSE (all genes and
+    /// top-k), interval coverage, Gaussian NLL, CRPS, Spearman(var, |error|), oracle.
+    Evaluate(rnafm_trainer::evaluate::EvaluateArgs),
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Gene list (its length is G).
+    #[arg(long)]
+    genes: PathBuf,
+    /// Pathway file giving the tokens.
+    #[arg(long)]
+    pathways: PathBuf,
+    #[arg(long, default_value_t = 100)]
+    clusters: usize,
+    #[arg(long, default_value_t = 1024)]
+    feat_dim: usize,
+    #[arg(long, default_value_t = 256)]
+    hidden: usize,
+    #[arg(long, default_value_t = 7)]
+    depth: usize,
+    #[arg(long, default_value_t = 8)]
+    heads: usize,
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Untimed steps first.
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// Timed steps.
+    #[arg(long, default_value_t = 2)]
+    steps: usize,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "auto")]
+    device: DeviceArg,
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// Reference CSV: wsi_file_name, patient_id, rna_<GENE> columns of FPKM-UQ.
+    #[arg(long)]
+    csv: PathBuf,
+    /// Directory of per-slide K×D cluster features (<slide>.npy or .npz).
+    #[arg(long)]
+    features: PathBuf,
+    /// Pathway file (RNA-FM JSON index, or GMT); one token per pathway.
+    #[arg(long)]
+    pathways: Option<PathBuf>,
+    /// Gene list: the model's output genes, in order.
+    #[arg(long)]
+    genes: PathBuf,
+    /// Per-gene mean and sd .npy of log2(FPKM-UQ+1); default: from each fold's training slides.
+    #[arg(long, num_args = 2, value_names = ["MEAN", "SD"])]
+    norm: Option<Vec<PathBuf>>,
+    /// Output directory.
+    #[arg(short, long)]
+    out: PathBuf,
+    /// Cross-validation folds (patient-level).
+    #[arg(long, default_value_t = 5)]
+    folds: usize,
+    /// Reuse the folds of a splits.json.
+    #[arg(long)]
+    splits: Option<PathBuf>,
+    #[arg(long, default_value_t = 200)]
+    epochs: usize,
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    #[arg(long, default_value_t = 1e-4)]
+    lr: f64,
+    #[arg(long, default_value_t = 0.01)]
+    weight_decay: f32,
+    /// Global gradient-norm clip.
+    #[arg(long, default_value_t = 1.0)]
+    clip: f64,
+    /// Validate (sample with EMA weights) every N epochs.
+    #[arg(long, default_value_t = 5)]
+    val_every: usize,
+    /// Stop a fold after this many validations without improvement.
+    #[arg(long, default_value_t = 5)]
+    patience: usize,
+    /// Guidance scale for validation and prediction (1 = no guidance).
+    #[arg(long, default_value_t = 2.0)]
+    cfg: f64,
+    /// Time points of the Euler grid (steps + 1).
+    #[arg(long, default_value_t = 20)]
+    time_points: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value_t = 256)]
+    hidden: usize,
+    #[arg(long, default_value_t = 7)]
+    depth: usize,
+    #[arg(long, default_value_t = 8)]
+    heads: usize,
+    /// Probability of training a batch on the null condition.
+    #[arg(long, default_value_t = 0.1)]
+    cond_drop: f64,
+    /// Ablation: no pathway graph attention block.
+    #[arg(long)]
+    no_graph_attention: bool,
+    /// Gene tokens: one per pathway, or alphabetical patches (ablation).
+    #[arg(long, value_enum, default_value = "pathways")]
+    tokens: Tokens,
+    /// Genes per alphabetical token.
+    #[arg(long, default_value_t = 10)]
+    genes_per_token: usize,
+    /// Architecture preset (models/presets/*.json); overrides --hidden, --depth, --heads,
+    /// --cond-drop and --no-graph-attention.
+    #[arg(long)]
+    preset: Option<PathBuf>,
+    /// Continue an interrupted run in --out.
+    #[arg(long)]
+    resume: bool,
+    /// Where to train.
+    #[arg(long, value_enum, default_value = "auto")]
+    device: DeviceArg,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Tokens {
+    Pathways,
+    Alphabetical,
+}
+
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+enum DeviceArg {
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(cli.cmd) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cmd: Command) -> Result<()> {
+    match cmd {
+        Command::ImportOfficial {
+            weights,
+            pathways,
+            genes,
+            heads,
+            out,
+        } => {
+            let spec = rnafm_trainer::import::import_official(
+                &weights,
+                &pathways,
+                genes.as_deref(),
+                heads,
+                &out,
+            )?;
+            let c = &spec.config;
+            println!(
+                "imported {}: hidden {}, depth {}, heads {}, {} pathways, {} genes, {} clusters × {} → {}",
+                weights.display(),
+                c.hidden,
+                c.depth,
+                c.heads,
+                spec.pathways.len(),
+                c.genes,
+                c.clusters,
+                c.feat_dim,
+                out.display()
+            );
+            Ok(())
+        }
+        Command::Train(a) => train(a),
+        Command::Bench(a) => bench(a),
+        Command::Synth(a) => {
+            let s = rnafm_trainer::synth::run_synth(&a)?;
+            println!(
+                "synthetic cohort: {} slides of {} patients, {} genes, {} pathways ({} background genes), {} mixed-subtype slides → {}",
+                s.slides,
+                s.patients,
+                s.genes,
+                s.pathways,
+                s.background_genes,
+                s.mixed_slides,
+                s.out.display()
+            );
+            Ok(())
+        }
+        Command::Evaluate(a) => {
+            let r = rnafm_trainer::evaluate::run_evaluate(&a)?;
+            if a.out.is_some() {
+                print!("{}", rnafm_trainer::evaluate::render_table(&r));
+            }
+            Ok(())
+        }
+    }
+}
+
+fn train(a: TrainArgs) -> Result<()> {
+    use rnafm_runtime::model_config::TokenMode;
+    use std::io::IsTerminal;
+    let norm = a.norm.clone().map(|v| (v[0].clone(), v[1].clone()));
+    let mut a = a;
+    if let Some(p) = &a.preset {
+        let p = rnafm_trainer::preset::Preset::read(p)?;
+        a.hidden = p.hidden;
+        a.depth = p.depth;
+        a.heads = p.heads;
+        a.cond_drop = p.cond_drop;
+        a.no_graph_attention = !p.graph_attention;
+    }
+    let opts = rnafm_trainer::train::TrainOptions {
+        csv: a.csv,
+        features: a.features,
+        pathways: a.pathways,
+        genes: a.genes,
+        norm,
+        out: a.out,
+        folds: a.folds,
+        splits: a.splits,
+        epochs: a.epochs,
+        batch: a.batch.max(1),
+        lr: a.lr,
+        weight_decay: a.weight_decay,
+        clip: a.clip,
+        val_every: a.val_every,
+        patience: a.patience.max(1),
+        cfg: a.cfg,
+        time_points: a.time_points.max(2),
+        seed: a.seed,
+        hidden: a.hidden,
+        depth: a.depth,
+        heads: a.heads,
+        cond_drop: a.cond_drop,
+        graph_attention: !a.no_graph_attention,
+        tokens: match a.tokens {
+            Tokens::Pathways => TokenMode::Pathways,
+            Tokens::Alphabetical => TokenMode::Alphabetical,
+        },
+        genes_per_token: a.genes_per_token,
+        resume: a.resume,
+        progress: std::io::stderr().is_terminal(),
+    };
+    let report = run_on_device(&opts, a.device)?;
+    print!("{}", rnafm_trainer::train::metrics_table(&report));
+    println!("metrics: {}", opts.out.join("metrics.json").display());
+    Ok(())
+}
+
+fn bench(a: BenchArgs) -> Result<()> {
+    use rnafm_runtime::genes::GeneList;
+    use rnafm_runtime::model_config::ModelConfig;
+    use rnafm_runtime::model_spec::ModelSpec;
+    use rnafm_runtime::pathways::PathwaySet;
+    let genes = GeneList::read(&a.genes)?;
+    let pathways = PathwaySet::read(&a.pathways, Some(&genes), genes.len())?;
+    let mut config = ModelConfig::paper(genes.len(), a.clusters, a.feat_dim);
+    config.hidden = a.hidden;
+    config.depth = a.depth;
+    config.heads = a.heads;
+    let spec = ModelSpec {
+        config,
+        genes: genes.symbols().to_vec(),
+        pathways,
+        normalization: None,
+    };
+    spec.validate(&a.pathways)?;
+    let r = bench_on_device(&spec, &a)?;
+    println!("{:<22} {}", "backend", r.backend);
+    println!(
+        "{:<22} {} genes, {} pathways, {}×{} clusters",
+        "data", r.genes, r.pathways, r.clusters, r.feat_dim
+    );
+    println!(
+        "{:<22} hidden {}, depth {}, heads {}, {} parameters",
+        "model", r.hidden, r.depth, r.heads, r.parameters
+    );
+    println!("{:<22} {}", "batch", r.batch);
+    println!("{:<22} {:.3}", "seconds / step", r.seconds_per_step);
+    println!("{:<22} {:.4}", "steps / second", r.steps_per_second);
+    println!(
+        "{:<22} forward+backward {:.3}, clip+AdamW {:.3}, EMA {:.3}",
+        "seconds by phase", r.forward_backward_s, r.optimizer_s, r.ema_s
+    );
+    if let Some(m) = r.peak_rss_mib {
+        println!("{:<22} {:.0} MiB", "peak RSS", m);
+    }
+    if let Some(p) = &a.json {
+        let text = serde_json::to_string_pretty(&r)?;
+        rnafm_runtime::atomic::write_bytes_atomic(p, text.as_bytes())?;
+    }
+    Ok(())
+}
+
+#[cfg(feature = "cuda")]
+fn bench_on_device(
+    spec: &rnafm_runtime::model_spec::ModelSpec,
+    a: &BenchArgs,
+) -> Result<rnafm_trainer::bench::BenchReport> {
+    use burn::backend::{Autodiff, Cuda, Flex};
+    use rnafm_trainer::bench::bench_steps;
+    Ok(if a.device == DeviceArg::Cpu {
+        bench_steps::<Autodiff<Flex>>(
+            spec,
+            a.batch,
+            a.warmup,
+            a.steps,
+            &Default::default(),
+            "flex (CPU)",
+        )?
+    } else {
+        bench_steps::<Autodiff<Cuda>>(
+            spec,
+            a.batch,
+            a.warmup,
+            a.steps,
+            &Default::default(),
+            "cuda",
+        )?
+    })
+}
+
+#[cfg(not(feature = "cuda"))]
+fn bench_on_device(
+    spec: &rnafm_runtime::model_spec::ModelSpec,
+    a: &BenchArgs,
+) -> Result<rnafm_trainer::bench::BenchReport> {
+    use burn::backend::{Autodiff, Flex};
+    if a.device == DeviceArg::Cuda {
+        tracing::warn!("built without the cuda feature; benchmarking the CPU");
+    }
+    Ok(rnafm_trainer::bench::bench_steps::<Autodiff<Flex>>(
+        spec,
+        a.batch,
+        a.warmup,
+        a.steps,
+        &Default::default(),
+        "flex (CPU)",
+    )?)
+}
+
+#[cfg(feature = "cuda")]
+fn run_on_device(
+    opts: &rnafm_trainer::train::TrainOptions,
+    device: DeviceArg,
+) -> Result<rnafm_trainer::train::MetricsReport> {
+    use burn::backend::{Autodiff, Cuda, Flex};
+    if device == DeviceArg::Cpu {
+        return Ok(rnafm_trainer::train::train::<Autodiff<Flex>>(
+            opts,
+            &Default::default(),
+        )?);
+    }
+    tracing::info!("training on CUDA device 0");
+    Ok(rnafm_trainer::train::train::<Autodiff<Cuda>>(
+        opts,
+        &Default::default(),
+    )?)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn run_on_device(
+    opts: &rnafm_trainer::train::TrainOptions,
+    device: DeviceArg,
+) -> Result<rnafm_trainer::train::MetricsReport> {
+    use burn::backend::{Autodiff, Flex};
+    if device == DeviceArg::Cuda {
+        tracing::warn!("built without the cuda feature; training on the CPU");
+    } else if device == DeviceArg::Auto {
+        tracing::info!("training on the CPU (build with --features cuda for GPUs)");
+    }
+    Ok(rnafm_trainer::train::train::<Autodiff<Flex>>(
+        opts,
+        &Default::default(),
+    )?)
+}

@@ -1,0 +1,142 @@
+//! Assembles a `.rnafm` bundle: graphs, null embedding, manifest and a self-test whose
+//! expected output comes from running the exported graphs through ONNX Runtime with the
+//! runtime's own sampler (so an installation that reproduces it runs the model correctly).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use ndarray::Array2;
+use rnafm_runtime::Result;
+use rnafm_runtime::bundle::BundleWriter;
+use rnafm_runtime::manifest::{
+    Manifest, Provenance, SCHEMA_VERSION, SamplingDefaults, SelfTest, SlideContract,
+};
+use rnafm_runtime::model_spec::ModelSpec;
+use rnafm_runtime::ort_env::{DeviceChoice, SessionOptions};
+use rnafm_runtime::sampler::{SampleParams, noise};
+
+use crate::graphs::{Graphs, NULL_SLIDE_EMB, npy_bytes};
+
+pub const SELF_TEST_FEATURES: &str = "self_test/features.npy";
+pub const SELF_TEST_EXPECTED: &str = "self_test/expected.npy";
+
+/// What the manifest says besides the model.
+pub struct ExportInfo {
+    pub encoder: String,
+    pub microns_per_pixel: f32,
+    pub tile_size: usize,
+    pub metrics: Option<serde_json::Value>,
+    /// Skip the self-test (no ONNX Runtime at export).
+    pub self_test: bool,
+}
+
+impl Default for ExportInfo {
+    fn default() -> Self {
+        ExportInfo {
+            encoder: "UNI".into(),
+            microns_per_pixel: 0.5,
+            tile_size: 224,
+            metrics: None,
+            self_test: true,
+        }
+    }
+}
+
+/// Self-test parameters: short, deterministic, guided.
+const SELF_TEST: SampleParams = SampleParams {
+    samples: 2,
+    steps: 4,
+    cfg: 2.0,
+    seed: 0,
+    batch: 2,
+};
+
+fn self_test_run(
+    g: &Graphs,
+    features: &Array2<f32>,
+    genes: usize,
+    origin: &Path,
+) -> Result<Array2<f32>> {
+    let null = npy_bytes(&[1, g.null_slide_emb.len()], &g.null_slide_emb);
+    let opts = SessionOptions {
+        device: DeviceChoice::Cpu,
+        threads: 1,
+    };
+    let (mut flow, _, _) = rnafm_runtime::run::model::load_graphs(origin, opts, |name| {
+        Ok(match name {
+            NULL_SLIDE_EMB => null.as_slice(),
+            _ => g
+                .members()
+                .into_iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, b)| b)
+                .unwrap_or(&[]),
+        })
+    })?;
+    flow.sample(features.view(), genes, &SELF_TEST, &mut || {})
+}
+
+pub fn bundle(
+    spec: &ModelSpec,
+    g: &Graphs,
+    info: &ExportInfo,
+    origin: &Path,
+) -> Result<BundleWriter> {
+    let cfg = &spec.config;
+    let manifest = Manifest {
+        schema_version: SCHEMA_VERSION,
+        model: spec.clone(),
+        slide: SlideContract {
+            clusters: cfg.clusters,
+            feat_dim: cfg.feat_dim,
+            encoder: info.encoder.clone(),
+            microns_per_pixel: info.microns_per_pixel,
+            tile_size: info.tile_size,
+        },
+        sampling: SamplingDefaults::default(),
+        feature_stats: None,
+        cv_r: None,
+        provenance: Some(Provenance {
+            metrics: info.metrics.clone(),
+            rnafm_version: env!("CARGO_PKG_VERSION").into(),
+            ..Default::default()
+        }),
+        members: BTreeMap::new(),
+        self_test: None,
+    };
+    let mut w = BundleWriter::new(manifest);
+    for (name, bytes) in g.members() {
+        w.add(name, bytes.to_vec())?;
+    }
+    w.add(
+        NULL_SLIDE_EMB,
+        npy_bytes(&[1, g.null_slide_emb.len()], &g.null_slide_emb),
+    )?;
+    if info.self_test {
+        // Fixed pseudo-random slide features (noise stream of seed 0).
+        let features = noise(0, 0, cfg.clusters, cfg.feat_dim);
+        let expected = self_test_run(g, &features, cfg.genes, origin)?;
+        w.add(
+            SELF_TEST_FEATURES,
+            npy_bytes(
+                &[cfg.clusters, cfg.feat_dim],
+                features.as_slice().unwrap_or(&[]),
+            ),
+        )?;
+        let exp: Vec<f32> = expected.iter().copied().collect();
+        w.add(
+            SELF_TEST_EXPECTED,
+            npy_bytes(&[SELF_TEST.samples, cfg.genes], &exp),
+        )?;
+        w.manifest_mut().self_test = Some(SelfTest {
+            features: SELF_TEST_FEATURES.into(),
+            seed: SELF_TEST.seed,
+            samples: SELF_TEST.samples,
+            steps: SELF_TEST.steps,
+            cfg: SELF_TEST.cfg,
+            expected: SELF_TEST_EXPECTED.into(),
+            tolerance: 1e-3,
+        });
+    }
+    Ok(w)
+}

@@ -1,0 +1,111 @@
+//! The four graphs of the runtime contract and the null condition's slide embedding.
+
+use std::path::Path;
+
+use rnafm_runtime::model_spec::ModelSpec;
+use rnafm_runtime::weights::WeightMap;
+use rnafm_runtime::{Error, Result};
+use tract_onnx::prelude::*;
+
+use crate::{backbone_graph, condition_graph, embed_graph, heads_graph};
+
+pub const CONDITION: &str = "condition.onnx";
+pub const EMBED: &str = "embed.onnx";
+pub const BACKBONE: &str = "backbone.onnx";
+pub const HEADS: &str = "heads.onnx";
+pub const NULL_SLIDE_EMB: &str = "null_slide_emb.npy";
+
+pub struct Graphs {
+    pub condition: Vec<u8>,
+    pub embed: Vec<u8>,
+    pub backbone: Vec<u8>,
+    pub heads: Vec<u8>,
+    /// condition.onnx applied to `empty_cond`, [1, H].
+    pub null_slide_emb: Vec<f32>,
+}
+
+impl Graphs {
+    /// (member name, bytes) of the graphs.
+    pub fn members(&self) -> [(&'static str, &[u8]); 4] {
+        [
+            (CONDITION, &self.condition),
+            (EMBED, &self.embed),
+            (BACKBONE, &self.backbone),
+            (HEADS, &self.heads),
+        ]
+    }
+}
+
+/// Builds every graph; `progress` is called after each with the graph's member name.
+pub fn build(
+    spec: &ModelSpec,
+    w: &WeightMap,
+    origin: &Path,
+    mut progress: impl FnMut(&str),
+) -> Result<Graphs> {
+    spec.validate(origin)?;
+    let cfg = &spec.config;
+    let condition = condition_graph::build(cfg, w, origin)?;
+    progress(CONDITION);
+    let embed = embed_graph::build(spec, w, origin)?;
+    progress(EMBED);
+    let backbone = backbone_graph::build(cfg, spec.pathways.len(), w, origin)?;
+    progress(BACKBONE);
+    let heads = heads_graph::build(spec, w, origin)?;
+    progress(HEADS);
+    let empty = w.get("empty_cond", &[1, cfg.clusters, cfg.feat_dim], origin)?;
+    let null_slide_emb =
+        run_condition_tract(&condition, &empty.data, cfg.clusters, cfg.feat_dim)
+            .map_err(|e| Error::invalid(origin, format!("null condition embedding: {e}")))?;
+    progress(NULL_SLIDE_EMB);
+    Ok(Graphs {
+        condition,
+        embed,
+        backbone,
+        heads,
+        null_slide_emb,
+    })
+}
+
+/// Runs condition.onnx on one slide with tract (pure Rust, so export needs no ONNX Runtime).
+fn run_condition_tract(
+    graph: &[u8],
+    features: &[f32],
+    k: usize,
+    d: usize,
+) -> TractResult<Vec<f32>> {
+    let model = tract_onnx::onnx()
+        .model_for_read(&mut std::io::Cursor::new(graph))?
+        .with_input_fact(0, f32::fact([1, k, d]).into())?
+        .into_optimized()?
+        .into_runnable()?;
+    let input = tract_ndarray::Array3::from_shape_vec((1, k, d), features.to_vec())?;
+    let out = model.run(tvec!(input.into_tensor().into()))?;
+    Ok(out[0]
+        .to_plain_array_view::<f32>()?
+        .iter()
+        .copied()
+        .collect())
+}
+
+/// Serialises a float32 array as .npy bytes.
+pub fn npy_bytes(shape: &[usize], data: &[f32]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let shape_s = if dims.len() == 1 {
+        format!("({},)", dims[0])
+    } else {
+        format!("({})", dims.join(", "))
+    };
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_s}, }}");
+    // Header padded so the data starts 64-byte aligned, newline-terminated.
+    let total = 10 + header.len() + 1;
+    header.push_str(&" ".repeat((64 - total % 64) % 64));
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for v in data {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}

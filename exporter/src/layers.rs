@@ -1,0 +1,212 @@
+//! Network layers as ONNX subgraphs, reading official-PyTorch-named weights.
+
+use std::path::Path;
+
+use rnafm_runtime::weights::WeightMap;
+use rnafm_runtime::{Error, Result};
+
+use crate::onnx_builder::{Graph, attr_f, attr_i, attr_ints};
+
+/// Graph under construction plus the weights it reads.
+pub struct Ctx<'a> {
+    pub g: Graph,
+    pub w: &'a WeightMap,
+    pub origin: &'a Path,
+}
+
+/// Row-major transpose of a [rows, cols] matrix.
+pub fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; data.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = data[r * cols + c];
+        }
+    }
+    out
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(w: &'a WeightMap, origin: &'a Path) -> Self {
+        Ctx {
+            g: Graph::default(),
+            w,
+            origin,
+        }
+    }
+
+    /// A weight's data, checked against `shape`.
+    pub fn get(&self, name: &str, shape: &[usize]) -> Result<&'a [f32]> {
+        Ok(&self.w.get(name, shape, self.origin)?.data)
+    }
+
+    /// Shape of a weight (for inferring sizes).
+    pub fn shape(&self, name: &str) -> Result<&'a [usize]> {
+        self.w
+            .tensors
+            .get(name)
+            .map(|t| t.shape.as_slice())
+            .ok_or_else(|| Error::invalid(self.origin, format!("weights lack {name}")))
+    }
+
+    pub fn weight(&mut self, name: &str, shape: &[usize]) -> Result<String> {
+        let d = self.get(name, shape)?;
+        Ok(self.g.constant(name, shape, d))
+    }
+
+    /// A 1-d int64 constant.
+    pub fn g_const_i64(&mut self, v: &[i64]) -> String {
+        self.g.constant_i64("i", &[v.len()], v)
+    }
+
+    pub fn scalar(&mut self, v: f32) -> String {
+        self.g.constant("c", &[], &[v])
+    }
+
+    /// nn.Linear `prefix.weight` [out, in] (+ `prefix.bias`) on the last axis.
+    pub fn linear(
+        &mut self,
+        x: &str,
+        prefix: &str,
+        inp: usize,
+        out: usize,
+        bias: bool,
+    ) -> Result<String> {
+        let w = self.get(&format!("{prefix}.weight"), &[out, inp])?;
+        let wt = self.g.constant(
+            &format!("{prefix}.weight_t"),
+            &[inp, out],
+            &transpose(w, out, inp),
+        );
+        let mut y = self.g.op("MatMul", &[x, &wt], vec![]);
+        if bias {
+            let b = self.weight(&format!("{prefix}.bias"), &[out])?;
+            y = self.g.op("Add", &[&y, &b], vec![]);
+        }
+        Ok(y)
+    }
+
+    pub fn silu(&mut self, x: &str) -> String {
+        let s = self.g.op("Sigmoid", &[x], vec![]);
+        self.g.op("Mul", &[x, &s], vec![])
+    }
+
+    /// Exact (erf) GELU; opset 17 has no Gelu op.
+    pub fn gelu(&mut self, x: &str) -> String {
+        let r = self.scalar(std::f32::consts::FRAC_1_SQRT_2);
+        let xs = self.g.op("Mul", &[x, &r], vec![]);
+        let e = self.g.op("Erf", &[&xs], vec![]);
+        let one = self.scalar(1.0);
+        let e1 = self.g.op("Add", &[&e, &one], vec![]);
+        let half = self.scalar(0.5);
+        let hx = self.g.op("Mul", &[x, &half], vec![]);
+        self.g.op("Mul", &[&hx, &e1], vec![])
+    }
+
+    /// tanh-approximated GELU (timm Mlp in the DiT blocks).
+    pub fn gelu_tanh(&mut self, x: &str) -> String {
+        let x2 = self.g.op("Mul", &[x, x], vec![]);
+        let x3 = self.g.op("Mul", &[&x2, x], vec![]);
+        let k = self.scalar(0.044715);
+        let kx3 = self.g.op("Mul", &[&x3, &k], vec![]);
+        let inner = self.g.op("Add", &[x, &kx3], vec![]);
+        let s = self.scalar((2.0f32 / std::f32::consts::PI).sqrt());
+        let si = self.g.op("Mul", &[&inner, &s], vec![]);
+        let t = self.g.op("Tanh", &[&si], vec![]);
+        let one = self.scalar(1.0);
+        let t1 = self.g.op("Add", &[&t, &one], vec![]);
+        let half = self.scalar(0.5);
+        let hx = self.g.op("Mul", &[x, &half], vec![]);
+        self.g.op("Mul", &[&hx, &t1], vec![])
+    }
+
+    /// LayerNorm over the last axis; `prefix` None = no affine (ones/zeros).
+    pub fn layer_norm(
+        &mut self,
+        x: &str,
+        prefix: Option<&str>,
+        width: usize,
+        eps: f32,
+    ) -> Result<String> {
+        let (s, b) = match prefix {
+            Some(p) => (
+                self.weight(&format!("{p}.weight"), &[width])?,
+                self.weight(&format!("{p}.bias"), &[width])?,
+            ),
+            None => (
+                self.g.constant("ln_one", &[width], &vec![1.0; width]),
+                self.g.constant("ln_zero", &[width], &vec![0.0; width]),
+            ),
+        };
+        Ok(self.g.op(
+            "LayerNormalization",
+            &[x, &s, &b],
+            vec![attr_i("axis", -1), attr_f("epsilon", eps)],
+        ))
+    }
+
+    /// Multi-head self-attention on [B, N, W] with a packed q;k;v projection `qkv_w` [3W, W]
+    /// (timm Attention and nn.MultiheadAttention share this layout), optional additive mask.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention(
+        &mut self,
+        x: &str,
+        n: usize,
+        width: usize,
+        heads: usize,
+        qkv_w: &str,
+        qkv_b: Option<&str>,
+        proj: (&str, &str),
+        mask: Option<&[f32]>,
+    ) -> Result<String> {
+        let dh = width / heads;
+        let w = self.get(qkv_w, &[3 * width, width])?;
+        let wt = self
+            .g
+            .constant(qkv_w, &[width, 3 * width], &transpose(w, 3 * width, width));
+        let mut qkv = self.g.op("MatMul", &[x, &wt], vec![]);
+        if let Some(b) = qkv_b {
+            let b = self.weight(b, &[3 * width])?;
+            qkv = self.g.op("Add", &[&qkv, &b], vec![]);
+        }
+        let shape = self
+            .g
+            .constant_i64("shape", &[5], &[0, n as i64, 3, heads as i64, dh as i64]);
+        let r = self.g.op("Reshape", &[&qkv, &shape], vec![]);
+        let t = self.g.op(
+            "Transpose",
+            &[&r],
+            vec![attr_ints("perm", &[2, 0, 3, 1, 4])],
+        );
+        let parts = self.g.op_n("Split", &[&t], vec![attr_i("axis", 0)], 3);
+        let sq = self.g.constant_i64("axes", &[1], &[0]);
+        let q = self.g.op("Squeeze", &[&parts[0], &sq], vec![]);
+        let k = self.g.op("Squeeze", &[&parts[1], &sq], vec![]);
+        let v = self.g.op("Squeeze", &[&parts[2], &sq], vec![]);
+        let kt = self
+            .g
+            .op("Transpose", &[&k], vec![attr_ints("perm", &[0, 1, 3, 2])]);
+        let s = self.g.op("MatMul", &[&q, &kt], vec![]);
+        let scale = self.scalar(1.0 / (dh as f32).sqrt());
+        let mut s = self.g.op("Mul", &[&s, &scale], vec![]);
+        if let Some(m) = mask {
+            let m = self.g.constant("attn_mask", &[n, n], m);
+            s = self.g.op("Add", &[&s, &m], vec![]);
+        }
+        let p = self.g.op("Softmax", &[&s], vec![attr_i("axis", -1)]);
+        let o = self.g.op("MatMul", &[&p, &v], vec![]);
+        let o = self
+            .g
+            .op("Transpose", &[&o], vec![attr_ints("perm", &[0, 2, 1, 3])]);
+        let shape = self
+            .g
+            .constant_i64("shape", &[3], &[0, n as i64, width as i64]);
+        let o = self.g.op("Reshape", &[&o, &shape], vec![]);
+        let pw = self.get(proj.0, &[width, width])?;
+        let pwt = self
+            .g
+            .constant(proj.0, &[width, width], &transpose(pw, width, width));
+        let o = self.g.op("MatMul", &[&o, &pwt], vec![]);
+        let pb = self.weight(proj.1, &[width])?;
+        Ok(self.g.op("Add", &[&o, &pb], vec![]))
+    }
+}

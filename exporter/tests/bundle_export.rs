@@ -1,0 +1,171 @@
+//! `rnafm-export` on the official fixture: the bundle opens, its manifest describes the
+//! model, its self-test output is reproduced from the bundle's own members, and every graph
+//! passes the `onnx` checker (when `.venv` has it).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ndarray::Ix2;
+use rnafm_exporter::bundle_export::{SELF_TEST_EXPECTED, SELF_TEST_FEATURES};
+use rnafm_runtime::bundle::Bundle;
+use rnafm_runtime::npy::parse_float_npy;
+use rnafm_runtime::ort_env::{DeviceChoice, SessionOptions};
+use rnafm_runtime::sampler::SampleParams;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn fixture() -> PathBuf {
+    root().join("../shared/fixtures/official-small")
+}
+
+fn export(out: &Path) {
+    let f = fixture();
+    let st = Command::new(env!("CARGO_BIN_EXE_rnafm-export"))
+        .arg("--weights")
+        .arg(f.join("weights.safetensors"))
+        .arg("--pathways")
+        .arg(f.join("pathways.json"))
+        .arg("--genes")
+        .arg(f.join("genes.txt"))
+        .args(["--heads", "4", "-o"])
+        .arg(out)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+#[test]
+fn exported_bundle_opens_and_reproduces_its_self_test() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("small.rnafm");
+    export(&out);
+    let b = Bundle::open(&out).unwrap();
+    let m = &b.manifest;
+    assert_eq!(m.model.config.hidden, 64);
+    assert_eq!(m.model.genes.len(), 600);
+    assert_eq!(m.model.pathways.len(), 24);
+    assert_eq!((m.slide.clusters, m.slide.feat_dim), (8, 48));
+    assert_eq!((m.sampling.steps, m.sampling.cfg), (20, 2.0));
+    let st = m.self_test.clone().expect("self-test");
+    let origin = Path::new("bundle");
+    let features = parse_float_npy(b.member(SELF_TEST_FEATURES).unwrap(), origin, None)
+        .unwrap()
+        .into_dimensionality::<Ix2>()
+        .unwrap();
+    let expected = parse_float_npy(b.member(SELF_TEST_EXPECTED).unwrap(), origin, None)
+        .unwrap()
+        .into_dimensionality::<Ix2>()
+        .unwrap();
+    assert_eq!(expected.shape(), &[st.samples, 600]);
+    let (mut flow, _, _) = rnafm_runtime::run::model::load_graphs(
+        origin,
+        SessionOptions {
+            device: DeviceChoice::Cpu,
+            threads: 1,
+        },
+        |n| b.member(n),
+    )
+    .unwrap();
+    assert_eq!(flow.hidden(), 64);
+    let params = SampleParams {
+        samples: st.samples,
+        steps: st.steps,
+        cfg: st.cfg,
+        seed: st.seed,
+        batch: st.samples,
+    };
+    let got = flow
+        .sample(features.view(), 600, &params, &mut || {})
+        .unwrap();
+    let d = got
+        .iter()
+        .zip(&expected)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(d <= st.tolerance, "self-test max|diff| {d}");
+    // The run moved away from the noise (not an all-zero velocity).
+    assert!(expected.iter().any(|v| v.abs() > 1e-3));
+
+    let venv = root().join(".venv/bin/python");
+    if venv.exists() {
+        let st = Command::new(root().join("scripts/check-onnx"))
+            .arg(&out)
+            .status()
+            .unwrap();
+        assert!(st.success(), "onnx checker rejected a graph");
+    } else {
+        eprintln!("skipping onnx checker: run scripts/setup.sh --check-tools");
+    }
+}
+
+#[test]
+fn cli_explains_itself_and_names_bad_input() {
+    let exe = env!("CARGO_BIN_EXE_rnafm-export");
+    let help = Command::new(exe).arg("--help").output().unwrap();
+    assert!(help.status.success());
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--weights"));
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope");
+    let o = Command::new(exe)
+        .arg("--onnx")
+        .arg(&missing)
+        .arg("-o")
+        .arg(dir.path().join("x.rnafm"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("model.json"), "{err}");
+    assert!(!dir.path().join("x.rnafm").exists());
+}
+
+/// The trainer's checkpoint folder (model.json + ema.safetensors + metrics.json) exports to
+/// the same graphs as the official weights, and metrics land in the provenance.
+#[test]
+fn checkpoint_folder_exports_with_metrics() {
+    let f = fixture();
+    let w = rnafm_runtime::weights::WeightMap::read_safetensors(&f.join("weights.safetensors"))
+        .unwrap();
+    let spec = rnafm_exporter::official::spec_from_official(
+        &w,
+        &f.join("weights.safetensors"),
+        &f.join("pathways.json"),
+        &f.join("genes.txt"),
+        4,
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck");
+    std::fs::create_dir(&ck).unwrap();
+    spec.write(&ck.join("model.json")).unwrap();
+    w.write_safetensors(&ck.join("ema.safetensors")).unwrap();
+    std::fs::write(ck.join("metrics.json"), r#"{"pearson_mean": 0.42}"#).unwrap();
+    let out = dir.path().join("ck.rnafm");
+    let st = Command::new(env!("CARGO_BIN_EXE_rnafm-export"))
+        .arg("--onnx")
+        .arg(&ck)
+        .arg("-o")
+        .arg(&out)
+        .arg("--no-self-test")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let b = Bundle::open(&out).unwrap();
+    assert_eq!(b.manifest.model, spec);
+    let prov = b.manifest.provenance.clone().unwrap();
+    assert_eq!(prov.metrics.unwrap()["pearson_mean"], 0.42);
+    assert!(b.manifest.self_test.is_none());
+    // --raw wants model.safetensors, which this checkpoint lacks: one line naming it.
+    let o = Command::new(env!("CARGO_BIN_EXE_rnafm-export"))
+        .arg("--onnx")
+        .arg(&ck)
+        .arg("--raw")
+        .arg("-o")
+        .arg(dir.path().join("raw.rnafm"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("model.safetensors"));
+}

@@ -1,0 +1,221 @@
+//! `rnafm-features`: turns a whole-slide image (tiled pyramidal TIFF or Aperio SVS) into the
+//! K×D cluster features `rnafm-run` takes, with any ONNX tile encoder.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use rnafm_runtime::features::write_features;
+use rnafm_runtime::ort_env::{DeviceChoice, SessionFactory, SessionOptions};
+use rnafm_runtime::slide::encoder::{Normalization, TileEncoder};
+use rnafm_runtime::slide::extract::{ExtractOptions, extract, open_and_plan};
+use rnafm_runtime::slide::outputs::write_tiles_npz;
+use rnafm_runtime::slide::thumbnail::write_png;
+
+const LONG_ABOUT: &str = "\
+Turn a whole-slide image into RNA-FM's input: K x D cluster means of tile features.
+
+The slide (tiled pyramidal TIFF or Aperio SVS; JPEG, LZW, deflate or uncompressed tiles) is
+read at --tile-mpp microns per pixel from the nearest pyramid level. Tissue is found with
+Otsu's threshold on saturation at low resolution; tiles with more than 20 % background or
+without contrast are dropped, and up to --max-tiles tiles are chosen at random (--seed).
+Each tile goes through the ONNX encoder (N x 3 x H x W floats -> N x D) and the tile
+features are grouped into --clusters clusters with seeded k-means.
+
+Written (atomically): --out (K x D float32 .npy), beside it <stem>_tiles.npz (level-0 tile
+corners `coords`, `features`, `cluster`) and <stem>_thumbnail.png (tissue tinted green, tiles
+outlined red). A tile that cannot be decoded is skipped and counted; a file that cannot be
+read is an error.";
+
+#[derive(Parser, Debug)]
+#[command(name = "rnafm-features", version, about = "Whole-slide image -> K x D cluster features for rnafm-run.", long_about = LONG_ABOUT)]
+struct Cli {
+    /// The slide (.svs, .tif, .tiff).
+    slide: PathBuf,
+    /// ONNX tile encoder: input N x 3 x H x W float, output N x D.
+    #[arg(long)]
+    encoder: PathBuf,
+    /// Level-0 microns per pixel, overriding the file's (needed when the file has none).
+    #[arg(long)]
+    mpp: Option<f64>,
+    /// Microns per pixel the tiles are encoded at (0.5 = 20x).
+    #[arg(long, default_value_t = 0.5)]
+    tile_mpp: f64,
+    /// Tile size in pixels at --tile-mpp (resized to the encoder's input size if it has one).
+    #[arg(long, default_value_t = 256)]
+    tile: u32,
+    #[arg(long, default_value_t = 4000)]
+    max_tiles: usize,
+    /// Number of k-means clusters K (the model's cluster count).
+    #[arg(long, default_value_t = 100)]
+    clusters: usize,
+    /// Seed of the tile choice and of k-means.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output .npy of the K x D cluster means.
+    #[arg(long, default_value = "slide_features.npy")]
+    out: PathBuf,
+    /// Per-channel mean of 0-1 RGB pixels, subtracted before the encoder (ImageNet default).
+    #[arg(long, value_delimiter = ',', num_args = 3, default_values_t = [0.485f32, 0.456, 0.406])]
+    mean: Vec<f32>,
+    /// Per-channel standard deviation pixels are divided by (ImageNet default).
+    #[arg(long, value_delimiter = ',', num_args = 3, default_values_t = [0.229f32, 0.224, 0.225])]
+    std: Vec<f32>,
+    /// Minimum grey-level standard deviation (0-255) of a kept tile.
+    #[arg(long, default_value_t = 4.0)]
+    min_contrast: f32,
+    /// Tiles per encoder call.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// auto (CUDA when it works, else CPU), cuda or cpu.
+    #[arg(long, default_value = "auto")]
+    device: DeviceChoice,
+    /// ONNX Runtime threads (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Also write timings and counts as JSON here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// More log output (-v info, -vv debug).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+fn sibling(out: &Path, suffix: &str) -> PathBuf {
+    let stem = out
+        .file_stem()
+        .map_or("slide".into(), |s| s.to_string_lossy().into_owned());
+    let stem = stem.strip_suffix("_features").unwrap_or(&stem).to_string();
+    out.with_file_name(format!("{stem}{suffix}"))
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let started = Instant::now();
+    if std::fs::metadata(&cli.encoder).is_err() {
+        bail!(
+            "{}: encoder model not found (--encoder)",
+            cli.encoder.display()
+        );
+    }
+    let norm = Normalization {
+        mean: [cli.mean[0], cli.mean[1], cli.mean[2]],
+        std: [cli.std[0], cli.std[1], cli.std[2]],
+    };
+    if norm.std.iter().any(|s| s.is_nan() || *s <= 0.0) {
+        bail!("--std values must be positive");
+    }
+    let opts = ExtractOptions {
+        mpp: cli.mpp,
+        tile_mpp: cli.tile_mpp,
+        tile: cli.tile,
+        max_tiles: cli.max_tiles,
+        min_contrast: cli.min_contrast,
+        seed: cli.seed,
+        clusters: cli.clusters,
+        batch: cli.batch,
+        ..ExtractOptions::default()
+    };
+    let (mut slide, plan, tissue_s) = open_and_plan(&cli.slide, &opts)?;
+    let (w, h) = slide.dimensions();
+    tracing::info!(
+        "{}: {w}x{h} px, {} levels, {:.4} µm/px ({}), tile = {:.1} level-0 px read from level {}; \
+         tissue {:.1} %, {} tissue tiles, {} chosen",
+        cli.slide.display(),
+        slide.levels().len(),
+        plan.mpp,
+        plan.mpp_from,
+        plan.size0,
+        plan.level,
+        plan.mask.coverage() * 100.0,
+        plan.candidates,
+        plan.chosen.len()
+    );
+    let mut factory = SessionFactory::new(SessionOptions {
+        device: cli.device,
+        threads: cli.threads,
+    })?;
+    let mut encoder = TileEncoder::load(&cli.encoder, &mut factory, norm)?;
+    tracing::info!("encoder on {}", encoder.device());
+
+    let bar = ProgressBar::new(plan.chosen.len() as u64);
+    bar.set_draw_target(ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} tiles {per_sec} eta {eta}")
+            .context("progress template")?,
+    );
+    let ex = extract(&mut slide, plan, &mut encoder, &opts, tissue_s, &|n| {
+        bar.set_position(n)
+    })?;
+    bar.finish_and_clear();
+
+    let tiles_path = sibling(&cli.out, "_tiles.npz");
+    let thumb_path = sibling(&cli.out, "_thumbnail.png");
+    write_features(&cli.out, &ex.kmeans.centers)?;
+    write_tiles_npz(&tiles_path, &ex)?;
+    write_png(&thumb_path, &ex.review_image(w, h))?;
+    let (k, d) = ex.kmeans.centers.dim();
+    eprintln!(
+        "{}: {} tiles encoded ({} corrupt skipped, {} low-contrast dropped) -> {} ({k}x{d}), {}, {}",
+        cli.slide.display(),
+        ex.tiles.len(),
+        ex.corrupt,
+        ex.low_contrast,
+        cli.out.display(),
+        tiles_path.display(),
+        thumb_path.display()
+    );
+    if let Some(report) = &cli.report {
+        let t = ex.timings;
+        let json = serde_json::json!({
+            "slide": cli.slide,
+            "width": w, "height": h,
+            "mpp": ex.plan.mpp, "mpp_from": ex.plan.mpp_from,
+            "tile": cli.tile, "tile_mpp": cli.tile_mpp, "tile_size_level0": ex.plan.size0,
+            "read_level": ex.plan.level,
+            "tissue_fraction": ex.plan.mask.coverage(),
+            "tissue_tiles": ex.plan.candidates,
+            "chosen_tiles": ex.plan.chosen.len(),
+            "encoded_tiles": ex.tiles.len(),
+            "corrupt_tiles": ex.corrupt,
+            "low_contrast_tiles": ex.low_contrast,
+            "clusters": k, "feature_dim": d,
+            "device": encoder.device().as_str(),
+            "threads": factory.threads(),
+            "seconds": {"tissue": t.tissue_s, "read": t.read_s, "encode": t.encode_s,
+                        "kmeans": t.kmeans_s, "total": started.elapsed().as_secs_f64()},
+        });
+        let text = serde_json::to_string_pretty(&json)?;
+        rnafm_runtime::atomic::write_bytes_atomic(report, text.as_bytes())?;
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        // ONNX Runtime's own info log is allocator chatter.
+        1 => "info,ort=warn",
+        _ => "debug,ort=info",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+        )
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // The runtime's errors already name the file and the cause on one line.
+            eprintln!("rnafm-features: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,390 @@
+//! The `.rnafm` bundle: one zip file holding the ONNX graphs, `null_slide_emb.npy`, optional
+//! self-test arrays and `manifest.json` (which lists the sha256 of every other member).
+//! Reading loads every member into memory and verifies it, so a damaged or tampered bundle
+//! fails at open with one line naming the file.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::manifest::Manifest;
+
+pub const MANIFEST: &str = "manifest.json";
+
+/// Largest member accepted (paper-size graphs are ~100 MB); guards against zip bombs.
+pub const MAX_MEMBER_BYTES: u64 = 2 << 30;
+
+pub struct Bundle {
+    pub path: PathBuf,
+    pub manifest: Manifest,
+    members: BTreeMap<String, Vec<u8>>,
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// A member name must be a plain relative path inside the bundle.
+fn check_member_name(name: &str, origin: &Path) -> Result<()> {
+    let bad = name.is_empty()
+        || name.starts_with('/')
+        || name.starts_with('\\')
+        || name.contains(':')
+        || name.contains('\\')
+        || name
+            .split('/')
+            .any(|c| c == ".." || c == "." || c.is_empty());
+    if bad {
+        return Err(Error::invalid(
+            origin,
+            format!("bundle member name {name:?} is absolute or escapes the bundle"),
+        ));
+    }
+    Ok(())
+}
+
+impl Bundle {
+    pub fn open(path: &Path) -> Result<Bundle> {
+        Self::open_with_limit(path, MAX_MEMBER_BYTES)
+    }
+
+    /// As `open`, with a custom per-member size limit.
+    pub fn open_with_limit(path: &Path, limit: u64) -> Result<Bundle> {
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
+            .map_err(|e| Error::invalid(path, format!("not a .rnafm bundle (zip): {e}")))?;
+        let mut members = BTreeMap::new();
+        for i in 0..zip.len() {
+            let mut entry = zip
+                .by_index(i)
+                .map_err(|e| Error::invalid(path, format!("bad zip entry {i}: {e}")))?;
+            let name = entry
+                .name()
+                .map_err(|e| Error::invalid(path, format!("bad zip entry name {i}: {e}")))?
+                .to_string();
+            check_member_name(&name, path)?;
+            if entry.is_dir() {
+                continue;
+            }
+            if entry.size() > limit {
+                return Err(Error::invalid(
+                    path,
+                    format!(
+                        "bundle member {name} is {} bytes, over the {limit}-byte limit",
+                        entry.size()
+                    ),
+                ));
+            }
+            // The declared size can lie; cap the actual read too.
+            let mut buf = Vec::with_capacity(entry.size() as usize);
+            (&mut entry)
+                .take(limit + 1)
+                .read_to_end(&mut buf)
+                .map_err(|e| Error::invalid(path, format!("cannot read member {name}: {e}")))?;
+            if buf.len() as u64 > limit {
+                return Err(Error::invalid(
+                    path,
+                    format!("bundle member {name} is over the {limit}-byte limit"),
+                ));
+            }
+            if members.insert(name.clone(), buf).is_some() {
+                return Err(Error::invalid(
+                    path,
+                    format!("duplicate bundle member {name}"),
+                ));
+            }
+        }
+        let mbytes = members
+            .remove(MANIFEST)
+            .ok_or_else(|| Error::invalid(path, "bundle has no manifest.json"))?;
+        let manifest = Manifest::from_json(&mbytes, path)?;
+        for (name, want) in &manifest.members {
+            check_member_name(name, path)?;
+            let bytes = members
+                .get(name)
+                .ok_or_else(|| Error::invalid(path, format!("bundle member {name} is missing")))?;
+            let got = sha256_hex(bytes);
+            if !got.eq_ignore_ascii_case(want) {
+                return Err(Error::invalid(
+                    path,
+                    format!("bundle member {name} is corrupt (sha256 {got}, manifest says {want})"),
+                ));
+            }
+        }
+        if let Some(extra) = members.keys().find(|k| !manifest.members.contains_key(*k)) {
+            return Err(Error::invalid(
+                path,
+                format!("bundle member {extra} is not listed in the manifest"),
+            ));
+        }
+        Ok(Bundle {
+            path: path.to_path_buf(),
+            manifest,
+            members,
+        })
+    }
+
+    /// Bytes of a member (verified at open); an error names the bundle if it is absent.
+    pub fn member(&self, name: &str) -> Result<&[u8]> {
+        self.members
+            .get(name)
+            .map(Vec::as_slice)
+            .ok_or_else(|| Error::invalid(&self.path, format!("bundle has no member {name}")))
+    }
+
+    pub fn member_names(&self) -> impl Iterator<Item = &str> {
+        self.members.keys().map(String::as_str)
+    }
+}
+
+/// Collects members, fills in their checksums and writes the bundle atomically.
+pub struct BundleWriter {
+    manifest: Manifest,
+    members: BTreeMap<String, Vec<u8>>,
+}
+
+impl BundleWriter {
+    /// `manifest.members` is overwritten with the checksums of the added members.
+    pub fn new(manifest: Manifest) -> Self {
+        BundleWriter {
+            manifest,
+            members: BTreeMap::new(),
+        }
+    }
+
+    pub fn add(&mut self, name: &str, bytes: Vec<u8>) -> Result<()> {
+        check_member_name(name, Path::new(name))?;
+        if name == MANIFEST {
+            return Err(Error::invalid(
+                name,
+                "manifest.json is written by the bundle writer",
+            ));
+        }
+        self.members.insert(name.to_string(), bytes);
+        Ok(())
+    }
+
+    pub fn manifest_mut(&mut self) -> &mut Manifest {
+        &mut self.manifest
+    }
+
+    /// The manifest as it will be written (with checksums).
+    pub fn finish_manifest(&mut self) -> &Manifest {
+        self.manifest.members = self
+            .members
+            .iter()
+            .map(|(k, v)| (k.clone(), sha256_hex(v)))
+            .collect();
+        &self.manifest
+    }
+
+    pub fn write(mut self, path: &Path) -> Result<()> {
+        self.finish_manifest();
+        self.manifest.validate(path)?;
+        let manifest = self.manifest.to_json();
+        let members = self.members;
+        crate::atomic::write_atomic(path, |w| {
+            let mut zip = zip::ZipWriter::new_stream(w);
+            // Graphs are mostly float weights that barely compress; store them for fast open.
+            let stored = zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Stored)
+                .large_file(true);
+            let deflated = zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Deflated);
+            zip.start_file(MANIFEST, deflated)
+                .map_err(std::io::Error::other)?;
+            zip.write_all(&manifest)?;
+            for (name, bytes) in &members {
+                zip.start_file(name.as_str(), stored)
+                    .map_err(std::io::Error::other)?;
+                zip.write_all(bytes)?;
+            }
+            zip.finish().map_err(std::io::Error::other)?;
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{SamplingDefaults, SlideContract};
+    use crate::model_config::ModelConfig;
+    use crate::model_spec::ModelSpec;
+    use crate::pathways::PathwaySet;
+
+    fn manifest() -> Manifest {
+        let origin = Path::new("test");
+        let mut config = ModelConfig::paper(6, 2, 4);
+        config.hidden = 8;
+        config.heads = 2;
+        let pathways = PathwaySet::new(
+            6,
+            vec!["a".into(), "b".into()],
+            vec![vec![0, 1, 2], vec![2, 3]],
+            vec![4, 5],
+            origin,
+        )
+        .unwrap();
+        Manifest {
+            schema_version: crate::manifest::SCHEMA_VERSION,
+            model: ModelSpec {
+                config,
+                genes: (0..6).map(|i| format!("G{i}")).collect(),
+                pathways,
+                normalization: None,
+            },
+            slide: SlideContract {
+                clusters: 2,
+                feat_dim: 4,
+                encoder: "test".into(),
+                microns_per_pixel: 0.5,
+                tile_size: 224,
+            },
+            sampling: SamplingDefaults::default(),
+            feature_stats: None,
+            cv_r: Some(vec![0.5; 6]),
+            provenance: None,
+            members: BTreeMap::new(),
+            self_test: None,
+        }
+    }
+
+    fn write_good(dir: &Path) -> PathBuf {
+        let path = dir.join("m.rnafm");
+        let mut w = BundleWriter::new(manifest());
+        w.add("condition.onnx", vec![1, 2, 3]).unwrap();
+        w.add("sub/x.npy", vec![9; 100]).unwrap();
+        w.write(&path).unwrap();
+        path
+    }
+
+    /// Writes a zip with the given raw entries (name, bytes), bypassing the writer's checks.
+    fn write_raw(path: &Path, entries: &[(&str, Vec<u8>)]) {
+        let f = std::fs::File::create(path).unwrap();
+        let mut z = zip::ZipWriter::new(f);
+        for (n, b) in entries {
+            z.start_file(*n, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            z.write_all(b).unwrap();
+        }
+        z.finish().unwrap();
+    }
+
+    fn manifest_with(members: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut m = manifest();
+        m.members = members
+            .iter()
+            .map(|(n, b)| (n.to_string(), sha256_hex(b)))
+            .collect();
+        m.to_json()
+    }
+
+    fn err(path: &Path) -> String {
+        match Bundle::open(path) {
+            Ok(_) => panic!("bundle {} should be rejected", path.display()),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn round_trip_keeps_members_and_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_good(dir.path());
+        let b = Bundle::open(&path).unwrap();
+        assert_eq!(b.member("condition.onnx").unwrap(), &[1, 2, 3]);
+        assert_eq!(b.member("sub/x.npy").unwrap(), &[9u8; 100][..]);
+        assert_eq!(b.manifest.members.len(), 2);
+        assert_eq!(b.manifest.model, manifest().model);
+        assert_eq!(b.manifest.cv_r, Some(vec![0.5; 6]));
+        assert!(b.member("nope").unwrap_err().to_string().contains("nope"));
+        // No temporary file left next to the output.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn rejects_path_traversal_and_absolute_names() {
+        let dir = tempfile::tempdir().unwrap();
+        for bad in ["../evil.onnx", "/abs.onnx", "a/../../b", "C:/x"] {
+            let path = dir.path().join("bad.rnafm");
+            write_raw(&path, &[(MANIFEST, manifest_with(&[])), (bad, vec![1])]);
+            let e = err(&path);
+            assert!(
+                e.contains("bad.rnafm") && e.contains("escapes"),
+                "{bad}: {e}"
+            );
+        }
+        let mut w = BundleWriter::new(manifest());
+        assert!(w.add("../x", vec![]).is_err());
+    }
+
+    #[test]
+    fn rejects_oversized_member() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_good(dir.path());
+        let e = Bundle::open_with_limit(&path, 50)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("m.rnafm") && e.contains("limit"), "{e}");
+        assert!(Bundle::open_with_limit(&path, 100_000).is_ok());
+    }
+
+    #[test]
+    fn rejects_missing_member() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("miss.rnafm");
+        write_raw(
+            &path,
+            &[(MANIFEST, manifest_with(&[("heads.onnx", b"abc")]))],
+        );
+        let e = err(&path);
+        assert!(
+            e.contains("miss.rnafm") && e.contains("heads.onnx is missing"),
+            "{e}"
+        );
+        // And a bundle without a manifest.
+        write_raw(&path, &[("heads.onnx", b"abc".to_vec())]);
+        assert!(err(&path).contains("no manifest.json"));
+    }
+
+    #[test]
+    fn rejects_checksum_mismatch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sum.rnafm");
+        write_raw(
+            &path,
+            &[
+                (MANIFEST, manifest_with(&[("heads.onnx", b"abc")])),
+                ("heads.onnx", b"abd".to_vec()),
+            ],
+        );
+        let e = err(&path);
+        assert!(e.contains("sum.rnafm") && e.contains("corrupt"), "{e}");
+    }
+
+    #[test]
+    fn rejects_unknown_schema_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ver.rnafm");
+        let mut m: serde_json::Value = serde_json::from_slice(&manifest_with(&[])).unwrap();
+        m["schema_version"] = serde_json::json!(99);
+        write_raw(&path, &[(MANIFEST, serde_json::to_vec(&m).unwrap())]);
+        let e = err(&path);
+        assert!(
+            e.contains("ver.rnafm") && e.contains("schema version 99"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn rejects_non_zip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("junk.rnafm");
+        std::fs::write(&path, b"not a zip").unwrap();
+        assert!(err(&path).contains("junk.rnafm"));
+    }
+}

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Sets up everything the tests need (ONNX Runtime from PyPI, the `onnx` checker, the test
+# slide) and runs the whole suite: formatting, lints, unit, parity and end-to-end tests.
+# Used as-is by .ci/run.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+scripts/setup.sh --check-tools
+if [ -x scripts/fetch-test-slide ]; then scripts/fetch-test-slide; fi
+export ORT_DYLIB_PATH="$root/.ort/libonnxruntime.so"
+
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked

@@ -1,0 +1,130 @@
+//! Timing of training steps at a given model size on synthetic inputs (the data never
+//! matters for speed): forward, backward, global-norm clip, AdamW and EMA update.
+
+use std::time::Instant;
+
+use burn::module::AutodiffModule;
+use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::prelude::*;
+use burn::tensor::Distribution;
+use burn::tensor::backend::AutodiffBackend;
+use rnafm_runtime::Result;
+use rnafm_runtime::model_spec::ModelSpec;
+
+use crate::ema::{ema_decay, ema_update, renumber_params};
+use crate::grad_clip::clip_global_norm;
+use crate::init::init_weights;
+use crate::velocity_net::VelocityNet;
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BenchReport {
+    pub backend: String,
+    pub batch: usize,
+    pub genes: usize,
+    pub pathways: usize,
+    pub clusters: usize,
+    pub feat_dim: usize,
+    pub hidden: usize,
+    pub depth: usize,
+    pub heads: usize,
+    pub parameters: usize,
+    pub warmup_steps: usize,
+    pub timed_steps: usize,
+    pub seconds_per_step: f64,
+    pub steps_per_second: f64,
+    /// Mean seconds per timed step in forward + backward, in clipping + AdamW, and in
+    /// the EMA update.
+    pub forward_backward_s: f64,
+    pub optimizer_s: f64,
+    pub ema_s: f64,
+    pub peak_rss_mib: Option<f64>,
+    pub build_seconds: f64,
+}
+
+/// Peak resident set size of this process (Linux `VmHWM`), MiB.
+pub fn peak_rss_mib() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+pub fn bench_steps<B: AutodiffBackend>(
+    spec: &ModelSpec,
+    batch: usize,
+    warmup: usize,
+    steps: usize,
+    device: &B::Device,
+    backend: &str,
+) -> Result<BenchReport> {
+    let t0 = Instant::now();
+    let w = init_weights(spec, 0);
+    let parameters = w.total_params();
+    let mut model = renumber_params(VelocityNet::<B>::from_weights(
+        spec,
+        &w,
+        std::path::Path::new("(init)"),
+        device,
+    )?);
+    drop(w);
+    let mut ema = model.valid();
+    let mut optim = AdamWConfig::new()
+        .with_beta_1(0.9)
+        .with_beta_2(0.99)
+        .with_epsilon(1e-8)
+        .with_weight_decay(0.01)
+        .init::<B, VelocityNet<B>>();
+    let build_seconds = t0.elapsed().as_secs_f64();
+    let c = &spec.config;
+    let mut timed = Instant::now();
+    let mut phases = [0f64; 3];
+    for step in 0..warmup + steps {
+        if step == warmup {
+            B::sync(device).ok();
+            timed = Instant::now();
+            phases = [0.0; 3];
+        }
+        let p0 = Instant::now();
+        let n = Distribution::Normal(0.0, 1.0);
+        let xt = Tensor::<B, 2>::random([batch, c.genes], n, device);
+        let target = Tensor::<B, 2>::random([batch, c.genes], n, device);
+        let t = Tensor::<B, 1>::random([batch], Distribution::Uniform(0.0, 1.0), device);
+        let y = Tensor::<B, 3>::random([batch, c.clusters, c.feat_dim], n, device);
+        let loss = (model.forward(xt, t, y) - target).powf_scalar(2.0).mean();
+        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+        B::sync(device).ok();
+        let p1 = Instant::now();
+        clip_global_norm(&model, &mut grads, 1.0);
+        model = optim.step(1e-4, model, grads);
+        B::sync(device).ok();
+        let p2 = Instant::now();
+        ema = ema_update(ema, &model.valid(), ema_decay(step as u64));
+        B::sync(device).ok();
+        phases[0] += (p1 - p0).as_secs_f64();
+        phases[1] += (p2 - p1).as_secs_f64();
+        phases[2] += p2.elapsed().as_secs_f64();
+    }
+    B::sync(device).ok();
+    let sps = timed.elapsed().as_secs_f64() / steps.max(1) as f64;
+    Ok(BenchReport {
+        backend: backend.to_string(),
+        batch,
+        genes: c.genes,
+        pathways: spec.pathways.len(),
+        clusters: c.clusters,
+        feat_dim: c.feat_dim,
+        hidden: c.hidden,
+        depth: c.depth,
+        heads: c.heads,
+        parameters,
+        warmup_steps: warmup,
+        timed_steps: steps,
+        seconds_per_step: sps,
+        steps_per_second: 1.0 / sps,
+        forward_backward_s: phases[0] / steps.max(1) as f64,
+        optimizer_s: phases[1] / steps.max(1) as f64,
+        ema_s: phases[2] / steps.max(1) as f64,
+        peak_rss_mib: peak_rss_mib(),
+        build_seconds,
+    })
+}

@@ -1,0 +1,575 @@
+//! Flow-matching training with patient-level k-fold cross-validation: x_t = t·x1+(1−t)·x0,
+//! target x1−x0, MSE; condition dropout to the null condition; AdamW; global-norm
+//! clipping; EMA weights for validation, early stopping and out-of-fold prediction.
+//! Every epoch leaves a resumable checkpoint (`fold_N/last`), swapped in whole.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::AutodiffModule;
+use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::prelude::*;
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
+use burn::tensor::backend::AutodiffBackend;
+use indicatif::{ProgressBar, ProgressStyle};
+use ndarray::{Array2, Axis};
+use rand::seq::SliceRandom;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+use rnafm_runtime::genes::GeneList;
+use rnafm_runtime::model_config::{ModelConfig, TokenMode};
+use rnafm_runtime::model_spec::ModelSpec;
+use rnafm_runtime::normalization::Normalization;
+use rnafm_runtime::pathways::PathwaySet;
+use rnafm_runtime::{Error, Result};
+
+use crate::checkpoint::{CheckpointDir, EMA_FILE, RAW_FILE};
+use crate::dataset::Cohort;
+use crate::ema::{ema_decay, ema_update, renumber_params};
+use crate::grad_clip::clip_global_norm;
+use crate::init::init_weights;
+use crate::metrics::{GeneMetrics, Summary, gene_metrics, rank_by_r, summarize};
+use crate::sampler::sample;
+use crate::splits::Splits;
+use crate::velocity_net::VelocityNet;
+
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    pub csv: PathBuf,
+    pub features: PathBuf,
+    pub pathways: Option<PathBuf>,
+    pub genes: PathBuf,
+    pub norm: Option<(PathBuf, PathBuf)>,
+    pub out: PathBuf,
+    pub folds: usize,
+    pub splits: Option<PathBuf>,
+    pub epochs: usize,
+    pub batch: usize,
+    pub lr: f64,
+    pub weight_decay: f32,
+    pub clip: f64,
+    pub val_every: usize,
+    pub patience: usize,
+    pub cfg: f64,
+    pub time_points: usize,
+    pub seed: u64,
+    pub hidden: usize,
+    pub depth: usize,
+    pub heads: usize,
+    pub cond_drop: f64,
+    pub graph_attention: bool,
+    pub tokens: TokenMode,
+    pub genes_per_token: usize,
+    pub resume: bool,
+    pub progress: bool,
+}
+
+/// Resumable position within a fold (`train_state.json`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct TrainState {
+    pub fold: usize,
+    /// Epochs completed.
+    pub epoch: usize,
+    /// Optimiser steps taken.
+    pub step: u64,
+    pub best_r: Option<f64>,
+    pub best_epoch: Option<usize>,
+    /// Validations since the last improvement.
+    pub bad_validations: usize,
+    pub stopped_early: bool,
+    pub seed: u64,
+    pub last_loss: Option<f64>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct FoldResult {
+    pub fold: usize,
+    pub slides: usize,
+    pub best_epoch: Option<usize>,
+    pub summary: Vec<Summary>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct MetricsReport {
+    pub folds: Vec<FoldResult>,
+    /// Out-of-fold predictions of all folds pooled; genes ranked by this r.
+    pub pooled: Vec<Summary>,
+    pub genes: Vec<String>,
+    pub pooled_gene_r: Vec<f64>,
+    pub pooled_gene_rmse: Vec<f64>,
+}
+
+const STATE_FILE: &str = "train_state.json";
+const OPTIM_FILE: &str = "optimizer";
+const PRED_FILE: &str = "oof_predictions.npy";
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |e| Error::io(path, e)
+}
+
+/// Runs the whole cross-validation; writes `splits.json`, per-fold checkpoints and
+/// predictions, `metrics.json` and `metrics.txt` under `opts.out`.
+pub fn train<B: AutodiffBackend>(opts: &TrainOptions, device: &B::Device) -> Result<MetricsReport> {
+    std::fs::create_dir_all(&opts.out).map_err(io(&opts.out))?;
+    let genes = GeneList::read(&opts.genes)?;
+    let pathways = match opts.tokens {
+        TokenMode::Alphabetical => PathwaySet::alphabetical(&genes, opts.genes_per_token),
+        TokenMode::Pathways => {
+            let p = opts.pathways.as_ref().ok_or_else(|| {
+                Error::invalid(
+                    &opts.genes,
+                    "--pathways is required unless --tokens alphabetical",
+                )
+            })?;
+            PathwaySet::read(p, Some(&genes), genes.len())?
+        }
+    };
+    let cohort = Cohort::load(&opts.csv, &opts.features, &genes)?;
+    tracing::info!(
+        slides = cohort.len(),
+        genes = genes.len(),
+        pathways = pathways.len(),
+        "cohort loaded"
+    );
+    let config = ModelConfig {
+        hidden: opts.hidden,
+        depth: opts.depth,
+        heads: opts.heads,
+        graph_heads: 4,
+        clusters: cohort.clusters,
+        feat_dim: cohort.feat_dim,
+        genes: genes.len(),
+        mlp_ratio: 4,
+        cond_drop: opts.cond_drop,
+        graph_attention: opts.graph_attention,
+        tokens: opts.tokens,
+    };
+    config.validate(&opts.csv)?;
+    let splits_path = opts.out.join("splits.json");
+    let splits = match &opts.splits {
+        Some(p) => Splits::read(p)?,
+        None if opts.resume && splits_path.is_file() => Splits::read(&splits_path)?,
+        None => Splits::new(&cohort.patients, opts.folds, opts.seed, &opts.csv)?,
+    };
+    splits.write(&splits_path)?;
+
+    let n_genes = genes.len();
+    let mut oof = Array2::<f32>::zeros((cohort.len(), n_genes));
+    let mut fold_tests = Vec::new();
+    for f in 0..splits.folds.len() {
+        let (train_idx, test_idx) = splits.slides(&cohort.patients, f, &splits_path)?;
+        if train_idx.is_empty() || test_idx.is_empty() {
+            return Err(Error::invalid(
+                &splits_path,
+                format!("fold {f} has no training or no held-out slide"),
+            ));
+        }
+        let base = ModelSpec {
+            config: config.clone(),
+            genes: genes.symbols().to_vec(),
+            pathways: pathways.clone(),
+            normalization: None,
+        };
+        let pred = run_fold::<B>(opts, &cohort, base, f, &train_idx, &test_idx, device)?;
+        for (row, &s) in test_idx.iter().enumerate() {
+            oof.row_mut(s).assign(&pred.row(row));
+        }
+        fold_tests.push(test_idx);
+    }
+
+    let pooled = gene_metrics(oof.view(), cohort.log2.view());
+    let ranking = rank_by_r(&pooled.r);
+    let folds = fold_tests
+        .iter()
+        .enumerate()
+        .map(|(f, idx)| {
+            let m: GeneMetrics = gene_metrics(
+                oof.select(Axis(0), idx).view(),
+                cohort.log2.select(Axis(0), idx).view(),
+            );
+            let state = read_state(
+                &opts
+                    .out
+                    .join(format!("fold_{f}"))
+                    .join("last")
+                    .join(STATE_FILE),
+            );
+            FoldResult {
+                fold: f,
+                slides: idx.len(),
+                best_epoch: state.and_then(|s| s.best_epoch),
+                summary: summarize(&m, &ranking),
+            }
+        })
+        .collect();
+    let report = MetricsReport {
+        folds,
+        pooled: summarize(&pooled, &ranking),
+        genes: genes.symbols().to_vec(),
+        pooled_gene_r: pooled.r,
+        pooled_gene_rmse: pooled.rmse,
+    };
+    let text = serde_json::to_string_pretty(&report).expect("metrics serialise");
+    rnafm_runtime::atomic::write_bytes_atomic(&opts.out.join("metrics.json"), text.as_bytes())?;
+    rnafm_runtime::atomic::write_bytes_atomic(
+        &opts.out.join("metrics.txt"),
+        metrics_table(&report).as_bytes(),
+    )?;
+    Ok(report)
+}
+
+/// A readable table: rows = gene sets, columns = folds and pooled (mean r / RMSE).
+pub fn metrics_table(r: &MetricsReport) -> String {
+    let mut s = String::new();
+    s.push_str(&format!("{:<10}", "genes"));
+    for f in &r.folds {
+        s.push_str(&format!(" {:>17}", format!("fold {} r / rmse", f.fold)));
+    }
+    s.push_str(&format!(" {:>17}\n", "pooled r / rmse"));
+    for (i, row) in r.pooled.iter().enumerate() {
+        s.push_str(&format!("{:<10}", row.genes));
+        for f in &r.folds {
+            if let Some(x) = f.summary.get(i) {
+                s.push_str(&format!(" {:>8.4} / {:<6.4}", x.mean_r, x.mean_rmse));
+            }
+        }
+        s.push_str(&format!(" {:>8.4} / {:<6.4}\n", row.mean_r, row.mean_rmse));
+    }
+    s
+}
+
+fn read_state(path: &Path) -> Option<TrainState> {
+    let text = std::fs::read_to_string(path).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Trains fold `f`; returns its held-out predictions (log2, |test| × G).
+fn run_fold<B: AutodiffBackend>(
+    opts: &TrainOptions,
+    cohort: &Cohort,
+    mut spec: ModelSpec,
+    f: usize,
+    train_all: &[usize],
+    test_idx: &[usize],
+    device: &B::Device,
+) -> Result<Array2<f32>> {
+    let fold_dir = opts.out.join(format!("fold_{f}"));
+    let pred_path = fold_dir.join(PRED_FILE);
+    let done_path = fold_dir.join("done");
+    if opts.resume && done_path.is_file() {
+        tracing::info!(fold = f, "fold already finished; reusing its predictions");
+        let a = rnafm_runtime::npy::read_float_array(&pred_path, None)?;
+        return a
+            .into_dimensionality::<ndarray::Ix2>()
+            .map_err(|e| Error::invalid(&pred_path, format!("not a 2-D array: {e}")));
+    }
+    std::fs::create_dir_all(&fold_dir).map_err(io(&fold_dir))?;
+    let (train_idx, val_idx) = split_validation(&cohort.patients, train_all, opts.seed ^ f as u64);
+    let norm = match &opts.norm {
+        Some((m, s)) => Normalization::read_npy(m, s)?,
+        None => {
+            Normalization::from_cohort(cohort.log2.select(Axis(0), &train_idx).view(), &opts.csv)?
+        }
+    };
+    spec.normalization = Some(norm.clone());
+    let g = spec.config.genes;
+    let mut z = cohort.log2.clone();
+    for mut row in z.rows_mut() {
+        for (j, v) in row.iter_mut().enumerate() {
+            *v = norm.to_z(j, *v);
+        }
+    }
+
+    let last = fold_dir.join("last");
+    let best = fold_dir.join("best");
+    let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
+    let mut optim = AdamWConfig::new()
+        .with_beta_1(0.9)
+        .with_beta_2(0.99)
+        .with_epsilon(1e-8)
+        .with_weight_decay(opts.weight_decay)
+        .init::<B, VelocityNet<B>>();
+    let resume_dir = if opts.resume { find_last(&last) } else { None };
+    let (mut model, mut ema, mut state) = match resume_dir {
+        Some(dir) => {
+            let ck = CheckpointDir::new(&dir);
+            let state: TrainState = read_state(&dir.join(STATE_FILE))
+                .ok_or_else(|| Error::invalid(dir.join(STATE_FILE), "unreadable training state"))?;
+            let raw = ck.read_weights(RAW_FILE)?;
+            let emaw = ck.read_weights(EMA_FILE)?;
+            let model = renumber_params(VelocityNet::<B>::from_weights(
+                &spec,
+                &raw,
+                &ck.path(RAW_FILE),
+                device,
+            )?);
+            let ema = VelocityNet::<B::InnerBackend>::from_weights(
+                &spec,
+                &emaw,
+                &ck.path(EMA_FILE),
+                device,
+            )?;
+            let rec = recorder.load(dir.join(OPTIM_FILE), device).map_err(|e| {
+                Error::invalid(dir.join(OPTIM_FILE), format!("optimiser state: {e}"))
+            })?;
+            optim = optim.load_record(rec);
+            tracing::info!(fold = f, epoch = state.epoch, step = state.step, "resumed");
+            (model, ema, state)
+        }
+        None => {
+            let w = init_weights(&spec, opts.seed.wrapping_add(f as u64));
+            let model = renumber_params(VelocityNet::<B>::from_weights(
+                &spec, &w, &fold_dir, device,
+            )?);
+            let ema = model.valid();
+            let state = TrainState {
+                fold: f,
+                epoch: 0,
+                step: 0,
+                best_r: None,
+                best_epoch: None,
+                bad_validations: 0,
+                stopped_early: false,
+                seed: opts.seed,
+                last_loss: None,
+            };
+            (model, ema, state)
+        }
+    };
+
+    let steps_per_epoch = train_idx.len().div_ceil(opts.batch);
+    let total = (opts.epochs * steps_per_epoch) as u64;
+    let bar = if opts.progress {
+        ProgressBar::new(total)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("fold {prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(f.to_string());
+    bar.set_position(state.step.min(total));
+    let kd = cohort.clusters * cohort.feat_dim;
+    let started = Instant::now();
+    let start_step = state.step;
+
+    while state.epoch < opts.epochs && !state.stopped_early {
+        let mut rng =
+            ChaCha8Rng::seed_from_u64(opts.seed ^ ((f as u64) << 40) ^ state.epoch as u64);
+        let mut order = train_idx.clone();
+        order.shuffle(&mut rng);
+        let mut loss_sum = 0.0;
+        for batch in order.chunks(opts.batch) {
+            let b = batch.len();
+            let mut xt = Vec::with_capacity(b * g);
+            let mut target = Vec::with_capacity(b * g);
+            let mut ts = Vec::with_capacity(b);
+            for &s in batch {
+                let t: f32 = rng.random();
+                ts.push(t);
+                for &x1 in z.row(s) {
+                    let x0: f32 = StandardNormal.sample(&mut rng);
+                    xt.push(t * x1 + (1.0 - t) * x0);
+                    target.push(x1 - x0);
+                }
+            }
+            let drop = rng.random::<f64>() < opts.cond_drop;
+            let y = if drop {
+                model.slide.null_condition(b)
+            } else {
+                Tensor::from_data(
+                    TensorData::new(
+                        cohort.features_of(batch),
+                        [b, cohort.clusters, cohort.feat_dim],
+                    ),
+                    device,
+                )
+            };
+            debug_assert_eq!(kd * b, y.shape().num_elements());
+            let xt = Tensor::<B, 2>::from_data(TensorData::new(xt, [b, g]), device);
+            let target = Tensor::<B, 2>::from_data(TensorData::new(target, [b, g]), device);
+            let t = Tensor::<B, 1>::from_data(TensorData::new(ts, [b]), device);
+            let v = model.forward(xt, t, y);
+            let loss = (v - target).powf_scalar(2.0).mean();
+            let loss_v = loss.clone().into_scalar().elem::<f64>();
+            if !loss_v.is_finite() {
+                return Err(Error::invalid(
+                    &opts.csv,
+                    format!(
+                        "fold {f}: training loss became {loss_v} at step {}",
+                        state.step
+                    ),
+                ));
+            }
+            loss_sum += loss_v;
+            let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+            clip_global_norm(&model, &mut grads, opts.clip);
+            model = optim.step(opts.lr, model, grads);
+            ema = ema_update(ema, &model.valid(), ema_decay(state.step));
+            state.step += 1;
+            let rate = (state.step - start_step) as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            bar.set_position(state.step);
+            bar.set_message(format!("loss {loss_v:.4} {rate:.2} steps/s"));
+        }
+        state.epoch += 1;
+        state.last_loss = Some(loss_sum / steps_per_epoch as f64);
+        tracing::info!(
+            fold = f,
+            epoch = state.epoch,
+            loss = state.last_loss,
+            "epoch done"
+        );
+
+        let validate = state.epoch % opts.val_every.max(1) == 0 || state.epoch == opts.epochs;
+        if validate {
+            let pred = predict(
+                &ema,
+                cohort,
+                &val_idx,
+                &norm,
+                opts,
+                device,
+                0xA11 ^ state.epoch as u64,
+            );
+            let m = gene_metrics(pred.view(), cohort.log2.select(Axis(0), &val_idx).view());
+            let r = m.r.iter().sum::<f64>() / m.r.len() as f64;
+            tracing::info!(fold = f, epoch = state.epoch, val_r = r, "validation");
+            if state.best_r.is_none_or(|b| r > b) {
+                state.best_r = Some(r);
+                state.best_epoch = Some(state.epoch);
+                state.bad_validations = 0;
+                let w = ema.to_weights();
+                write_dir_swapped(&best, |d| {
+                    CheckpointDir::new(d).write(&spec, &model.valid().to_weights(), &w)
+                })?;
+            } else {
+                state.bad_validations += 1;
+                if state.bad_validations >= opts.patience {
+                    state.stopped_early = true;
+                    tracing::info!(fold = f, epoch = state.epoch, "early stop");
+                }
+            }
+        }
+        let optim_rec = optim.to_record();
+        write_dir_swapped(&last, |d| {
+            CheckpointDir::new(d).write(&spec, &model.valid().to_weights(), &ema.to_weights())?;
+            recorder
+                .record(optim_rec, d.join(OPTIM_FILE))
+                .map_err(|e| {
+                    Error::invalid(
+                        d.join(OPTIM_FILE),
+                        format!("cannot write optimiser state: {e}"),
+                    )
+                })?;
+            let text = serde_json::to_string_pretty(&state).expect("state serialises");
+            std::fs::write(d.join(STATE_FILE), text).map_err(io(&d.join(STATE_FILE)))
+        })?;
+    }
+    bar.finish_and_clear();
+
+    // Held-out prediction with the best EMA weights.
+    let ck = CheckpointDir::new(&best);
+    let final_ema = if CheckpointDir::exists(&best) {
+        VelocityNet::<B::InnerBackend>::from_weights(
+            &spec,
+            &ck.read_weights(EMA_FILE)?,
+            &ck.path(EMA_FILE),
+            device,
+        )?
+    } else {
+        ema
+    };
+    let pred = predict(&final_ema, cohort, test_idx, &norm, opts, device, 0x7E57);
+    rnafm_runtime::npy::write_npy(&pred_path, &pred.view())?;
+    std::fs::write(&done_path, b"").map_err(io(&done_path))?;
+    Ok(pred)
+}
+
+/// `last`, or `last.old` when a crash came between the two renames of a swap.
+fn find_last(last: &Path) -> Option<PathBuf> {
+    let old = last.with_extension("old");
+    [last.to_path_buf(), old]
+        .into_iter()
+        .find(|d| d.join(STATE_FILE).is_file())
+}
+
+/// Writes a directory's files into `dir.new`, then swaps it in with renames, so that a
+/// kill at any point leaves a complete `dir` or `dir.old`.
+fn write_dir_swapped(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let new = dir.with_extension("new");
+    let old = dir.with_extension("old");
+    if new.exists() {
+        std::fs::remove_dir_all(&new).map_err(io(&new))?;
+    }
+    std::fs::create_dir_all(&new).map_err(io(&new))?;
+    fill(&new)?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(io(&old))?;
+    }
+    if dir.exists() {
+        std::fs::rename(dir, &old).map_err(io(dir))?;
+    }
+    std::fs::rename(&new, dir).map_err(io(dir))?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(io(&old))?;
+    }
+    Ok(())
+}
+
+/// Holds out ~10% of the training patients (at least one; none if only one patient) for
+/// early stopping. Returns (train, validation) slide indices.
+fn split_validation(patients: &[String], train: &[usize], seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let mut uniq: Vec<&str> = train.iter().map(|&s| patients[s].as_str()).collect();
+    uniq.sort_unstable();
+    uniq.dedup();
+    if uniq.len() < 2 {
+        return (train.to_vec(), train.to_vec());
+    }
+    uniq.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    let n_val = uniq.len().div_ceil(10).max(1);
+    let val: std::collections::HashSet<&str> = uniq[..n_val].iter().copied().collect();
+    train
+        .iter()
+        .copied()
+        .partition(|&s| !val.contains(patients[s].as_str()))
+}
+
+/// Samples predictions (log2) for slides `idx` with guidance `opts.cfg`, from seeded noise.
+fn predict<B: Backend>(
+    net: &VelocityNet<B>,
+    cohort: &Cohort,
+    idx: &[usize],
+    norm: &Normalization,
+    opts: &TrainOptions,
+    device: &B::Device,
+    seed: u64,
+) -> Array2<f32> {
+    let g = net.n_genes;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut out = Array2::<f32>::zeros((idx.len(), g));
+    let cfg = (opts.cfg != 1.0).then_some(opts.cfg);
+    for (c, chunk) in idx.chunks(64).enumerate() {
+        let b = chunk.len();
+        let z: Vec<f32> = (0..b * g)
+            .map(|_| StandardNormal.sample(&mut rng))
+            .collect();
+        let z = Tensor::<B, 2>::from_data(TensorData::new(z, [b, g]), device);
+        let y = Tensor::<B, 3>::from_data(
+            TensorData::new(
+                cohort.features_of(chunk),
+                [b, cohort.clusters, cohort.feat_dim],
+            ),
+            device,
+        );
+        let s = crate::weight_io::to_vec(&sample(net, z, y, opts.time_points, cfg));
+        for r in 0..b {
+            for j in 0..g {
+                out[[c * 64 + r, j]] = norm.from_z(j, s[r * g + j]);
+            }
+        }
+    }
+    out
+}

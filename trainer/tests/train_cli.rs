@@ -1,0 +1,196 @@
+//! Training from the command line on a small synthetic cohort: 2-fold patient-level CV,
+//! checkpoints in the exporter's contract, metrics, splits reuse and resume.
+
+use std::path::Path;
+use std::process::Command;
+
+use ndarray::Array2;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rnafm_runtime::features::write_features;
+use rnafm_runtime::model_spec::ModelSpec;
+use rnafm_runtime::reference_csv::write_reference_csv;
+use rnafm_trainer::splits::Splits;
+
+const GENES: usize = 24;
+const SLIDES: usize = 16;
+
+/// 8 patients × 2 slides; expression follows the features so there is signal to learn.
+fn cohort(dir: &Path) {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let genes: Vec<String> = (0..GENES).map(|i| format!("G{i:02}")).collect();
+    std::fs::write(dir.join("genes.txt"), genes.join("\n")).unwrap();
+    let pathways = r#"{"p0": [0,1,2,3,4,5], "p1": [4,5,6,7,8,9,10], "p2": [11,12,13,14,15], "p3": [15,16,17,18], "UNMAPPED": [19,20,21,22,23]}"#;
+    std::fs::write(dir.join("pathways.json"), pathways).unwrap();
+    let feats = dir.join("features");
+    std::fs::create_dir_all(&feats).unwrap();
+    let mut slides = Vec::new();
+    let mut patients = Vec::new();
+    let mut log2 = Array2::<f32>::zeros((SLIDES, GENES));
+    for s in 0..SLIDES {
+        let name = format!("slide{s:02}.svs");
+        let f = Array2::from_shape_fn((4, 8), |_| rng.random_range(-1.0f32..1.0));
+        let signal = f.sum() / 8.0;
+        for g in 0..GENES {
+            log2[[s, g]] = 3.0 + signal * (g % 3) as f32 + rng.random_range(0.0f32..0.3);
+        }
+        write_features(&feats.join(format!("slide{s:02}.npy")), &f).unwrap();
+        slides.push(name);
+        patients.push(format!("P{}", s / 2));
+    }
+    write_reference_csv(
+        &dir.join("ref.csv"),
+        &slides,
+        &patients,
+        None,
+        &genes,
+        &log2,
+    )
+    .unwrap();
+}
+
+fn train(dir: &Path, out: &str, extra: &[&str]) -> std::process::Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_rnafm-train"))
+        .current_dir(dir)
+        .args([
+            "train",
+            "--csv",
+            "ref.csv",
+            "--features",
+            "features",
+            "--pathways",
+            "pathways.json",
+            "--genes",
+            "genes.txt",
+            "--out",
+            out,
+            "--folds",
+            "2",
+            "--batch",
+            "4",
+            "--hidden",
+            "16",
+            "--depth",
+            "1",
+            "--heads",
+            "2",
+            "--val-every",
+            "1",
+            "--time-points",
+            "4",
+        ])
+        .args(extra)
+        .output()
+        .expect("run rnafm-train");
+    assert!(
+        out.status.success(),
+        "rnafm-train failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn two_fold_training_writes_checkpoints_metrics_and_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    cohort(dir);
+    let out = train(dir, "run", &["--epochs", "2"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}");
+    assert!(stdout.contains("pooled"), "table printed: {stdout}");
+
+    // Folds are patient-disjoint and cover every patient once.
+    let splits = Splits::read(&dir.join("run/splits.json")).unwrap();
+    assert_eq!(splits.folds.len(), 2);
+    let mut all: Vec<&String> = splits.folds.iter().flatten().collect();
+    all.sort();
+    let n = all.len();
+    all.dedup();
+    assert_eq!((n, all.len()), (8, 8));
+
+    // Each fold has a best checkpoint in the exporter's contract.
+    for f in 0..2 {
+        let best = dir.join(format!("run/fold_{f}/best"));
+        let spec = ModelSpec::read(&best.join("model.json")).unwrap();
+        assert_eq!(spec.config.genes, GENES);
+        assert!(spec.normalization.is_some());
+        for file in ["model.safetensors", "ema.safetensors"] {
+            let w = rnafm_runtime::weights::WeightMap::read_safetensors(&best.join(file)).unwrap();
+            assert!(w.tensors.contains_key("blocks.0.attn.qkv.weight"));
+        }
+        let state: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join(format!("run/fold_{f}/last/train_state.json")))
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(state["epoch"], 2);
+    }
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run/metrics.json")).unwrap())
+            .unwrap();
+    assert_eq!(metrics["folds"].as_array().unwrap().len(), 2);
+    let r = metrics["pooled"][0]["mean_r"].as_f64().unwrap();
+    assert!(r.is_finite() && (-1.0..=1.0).contains(&r));
+
+    // Reusing the splits, a 1-epoch run continued with --resume reaches epoch 2 and the
+    // step count carries on rather than restarting.
+    let splits_arg = dir.join("run/splits.json");
+    let splits_arg = splits_arg.to_str().unwrap();
+    train(dir, "again", &["--epochs", "1", "--splits", splits_arg]);
+    std::fs::remove_file(dir.join("again/fold_0/done")).unwrap();
+    std::fs::remove_file(dir.join("again/fold_1/done")).unwrap();
+    let read_step = |f: usize| -> u64 {
+        let s: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join(format!("again/fold_{f}/last/train_state.json")))
+                .unwrap(),
+        )
+        .unwrap();
+        s["step"].as_u64().unwrap()
+    };
+    let one = read_step(0);
+    assert!(one > 0);
+    train(
+        dir,
+        "again",
+        &["--epochs", "2", "--resume", "--splits", splits_arg],
+    );
+    assert_eq!(read_step(0), 2 * one);
+    assert_eq!(
+        Splits::read(&dir.join("again/splits.json")).unwrap(),
+        splits,
+        "the given splits are kept"
+    );
+}
+
+#[test]
+fn bad_input_is_one_line_naming_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    cohort(dir);
+    std::fs::write(dir.join("pathways.json"), "{\"p0\": [0, 999]}").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rnafm-train"))
+        .current_dir(dir)
+        .args([
+            "train",
+            "--csv",
+            "ref.csv",
+            "--features",
+            "features",
+            "--pathways",
+            "pathways.json",
+            "--genes",
+            "genes.txt",
+            "--out",
+            "run",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("pathways.json") && err.contains("999"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
