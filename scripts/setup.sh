@@ -54,6 +54,6 @@ if [ "$want_tools" = 1 ]; then
   if [ ! -x "$root/.venv/bin/python" ]; then
     "$py" -m venv "$root/.venv"
   fi
-  "$root/.venv/bin/python" -m pip install --quiet --disable-pip-version-check "onnx==1.23.2" "numpy<3"
+  "$root/.venv/bin/python" -m pip install --quiet --disable-pip-version-check "onnx==1.23.2" "numpy==2.4.6"
   echo "setup.sh: onnx checker in .venv" >&2
 fi

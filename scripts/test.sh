@@ -7,9 +7,11 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
 scripts/setup.sh --check-tools
-if [ -x scripts/fetch-test-slide ]; then scripts/fetch-test-slide; fi
+scripts/fetch-test-slide
+scripts/slide-pixels-ref
 export ORT_DYLIB_PATH="$root/.ort/libonnxruntime.so"
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+cargo check -p rnafm-trainer --features cuda --all-targets --locked

@@ -42,6 +42,25 @@ impl Default for ExportInfo {
     }
 }
 
+/// Per-gene cross-validated r from rnafm-train's metrics.json (`genes`, `pooled_gene_r`),
+/// when it covers exactly the model's genes in order; undefined r is stored as 0.
+fn cv_r_from_metrics(m: &serde_json::Value, genes: &[String]) -> Option<Vec<f32>> {
+    let names = m.get("genes")?.as_array()?;
+    let r = m.get("pooled_gene_r")?.as_array()?;
+    if names.len() != genes.len()
+        || r.len() != genes.len()
+        || names.iter().zip(genes).any(|(n, g)| n.as_str() != Some(g.as_str()))
+    {
+        tracing::warn!("metrics.json genes differ from the model's; no reliability column");
+        return None;
+    }
+    Some(
+        r.iter()
+            .map(|v| v.as_f64().filter(|x| x.is_finite()).unwrap_or(0.0) as f32)
+            .collect(),
+    )
+}
+
 /// Self-test parameters: short, deterministic, guided.
 const SELF_TEST: SampleParams = SampleParams {
     samples: 2,
@@ -95,7 +114,7 @@ pub fn bundle(
         },
         sampling: SamplingDefaults::default(),
         feature_stats: None,
-        cv_r: None,
+        cv_r: info.metrics.as_ref().and_then(|m| cv_r_from_metrics(m, &spec.genes)),
         provenance: Some(Provenance {
             metrics: info.metrics.clone(),
             rnafm_version: env!("CARGO_PKG_VERSION").into(),

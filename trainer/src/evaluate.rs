@@ -438,7 +438,11 @@ pub fn run_evaluate(args: &EvaluateArgs) -> Result<EvalReport> {
     // Rows of the CSV to score: all, or those with predictions (--present-only).
     let rows: Vec<usize> = if args.present_only && args.pred.is_dir() {
         (0..cohort.len())
-            .filter(|&i| args.pred.join(format!("{}.samples.npy", cohort.slides[i])).exists())
+            .filter(|&i| {
+                args.pred
+                    .join(format!("{}.samples.npy", cohort.slides[i]))
+                    .exists()
+            })
             .collect()
     } else {
         (0..cohort.len()).collect()
@@ -591,7 +595,11 @@ pub fn render_table(r: &EvalReport) -> String {
         "{} slides × {} genes; top-k ranked by {}",
         r.slides, r.genes, r.ranked_by
     );
-    let _ = writeln!(s, "{:<10} {:>7} {:>10} {:>10}", "genes", "n", "mean r", "mean RMSE");
+    let _ = writeln!(
+        s,
+        "{:<10} {:>7} {:>10} {:>10}",
+        "genes", "n", "mean r", "mean RMSE"
+    );
     for a in &r.accuracy {
         let name = a.top_k.map_or("all".to_string(), |k| format!("top {k}"));
         let _ = writeln!(

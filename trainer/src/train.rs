@@ -265,6 +265,14 @@ fn run_fold<B: AutodiffBackend>(
             .map_err(|e| Error::invalid(&pred_path, format!("not a 2-D array: {e}")));
     }
     std::fs::create_dir_all(&fold_dir).map_err(io(&fold_dir))?;
+    // The held-out slides, one a line, so the fold's model can be evaluated (or exported
+    // and run) on exactly the slides it never saw.
+    let heldout: String = test_idx
+        .iter()
+        .map(|&i| format!("{}\n", cohort.slides[i]))
+        .collect();
+    let heldout_path = fold_dir.join("heldout.txt");
+    rnafm_runtime::atomic::write_bytes_atomic(&heldout_path, heldout.as_bytes())?;
     let (train_idx, val_idx) = split_validation(&cohort.patients, train_all, opts.seed ^ f as u64);
     let norm = match &opts.norm {
         Some((m, s)) => Normalization::read_npy(m, s)?,

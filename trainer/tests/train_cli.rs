@@ -115,6 +115,21 @@ fn two_fold_training_writes_checkpoints_metrics_and_resumes() {
         let spec = ModelSpec::read(&best.join("model.json")).unwrap();
         assert_eq!(spec.config.genes, GENES);
         assert!(spec.normalization.is_some());
+        // heldout.txt lists exactly the slides of this fold's held-out patients.
+        let held = std::fs::read_to_string(dir.join(format!("run/fold_{f}/heldout.txt"))).unwrap();
+        let held: Vec<&str> = held.lines().collect();
+        assert_eq!(held.len(), 2 * splits.folds[f].len());
+        for s in &held {
+            let idx: usize = s
+                .trim_start_matches("slide")
+                .trim_end_matches(".svs")
+                .parse()
+                .unwrap();
+            assert!(
+                splits.folds[f].contains(&format!("P{}", idx / 2)),
+                "{s} not held out in fold {f}"
+            );
+        }
         for file in ["model.safetensors", "ema.safetensors"] {
             let w = rnafm_runtime::weights::WeightMap::read_safetensors(&best.join(file)).unwrap();
             assert!(w.tensors.contains_key("blocks.0.attn.qkv.weight"));

@@ -25,6 +25,11 @@ struct Args {
     /// --raw), optional metrics.json.
     #[arg(long, value_name = "CHECKPOINT_DIR", conflicts_with = "weights")]
     onnx: Option<PathBuf>,
+    /// Training metrics (rnafm-train's metrics.json) to store in the bundle; its pooled
+    /// out-of-fold per-gene r becomes the reliability column of rnafm-run's output.
+    /// Default: metrics.json in the checkpoint folder or two folders up (the training run).
+    #[arg(long, requires = "onnx")]
+    metrics: Option<PathBuf>,
     /// Use the raw (non-EMA) weights of the checkpoint.
     #[arg(long, requires = "onnx")]
     raw: bool,
@@ -83,7 +88,15 @@ fn main() -> Result<()> {
             "ema.safetensors"
         });
         let w = WeightMap::read_safetensors(&wpath)?;
-        let mpath = dir.join("metrics.json");
+        // A fold's best checkpoint sits at <run>/fold_k/best; the run's metrics.json
+        // (with the pooled out-of-fold per-gene r) is two levels up.
+        let mpath = match &args.metrics {
+            Some(p) => p.clone(),
+            None => [dir.join("metrics.json"), dir.join("../../metrics.json")]
+                .into_iter()
+                .find(|p| p.is_file())
+                .unwrap_or_else(|| dir.join("metrics.json")),
+        };
         let metrics = if mpath.exists() {
             let text =
                 std::fs::read_to_string(&mpath).with_context(|| mpath.display().to_string())?;
