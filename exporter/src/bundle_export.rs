@@ -26,6 +26,8 @@ pub struct ExportInfo {
     pub microns_per_pixel: f32,
     pub tile_size: usize,
     pub metrics: Option<serde_json::Value>,
+    /// Per-dimension mean/sd of the training slides' cluster features (input-shift check).
+    pub feature_stats: Option<rnafm_runtime::manifest::FeatureStats>,
     /// Skip the self-test (no ONNX Runtime at export).
     pub self_test: bool,
 }
@@ -37,9 +39,61 @@ impl Default for ExportInfo {
             microns_per_pixel: 0.5,
             tile_size: 224,
             metrics: None,
+            feature_stats: None,
             self_test: true,
         }
     }
+}
+
+/// Per-dimension mean and sd over every cluster row of the `.npy`/`.npz` feature files in
+/// `dir` (the training slides), for rnafm-run's input-shift warning.
+pub fn feature_stats_of_dir(
+    dir: &std::path::Path,
+) -> rnafm_runtime::Result<rnafm_runtime::manifest::FeatureStats> {
+    use rnafm_runtime::Error;
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let mut files: Vec<std::path::PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("npy" | "npz")))
+        .collect();
+    files.sort();
+    let (mut sum, mut sq, mut n) = (Vec::<f64>::new(), Vec::<f64>::new(), 0usize);
+    for f in &files {
+        let a = rnafm_runtime::features::read_features(f)?;
+        if sum.is_empty() {
+            sum = vec![0.0; a.ncols()];
+            sq = vec![0.0; a.ncols()];
+        } else if a.ncols() != sum.len() {
+            return Err(Error::invalid(
+                f,
+                format!(
+                    "{} feature dims, other slides have {}",
+                    a.ncols(),
+                    sum.len()
+                ),
+            ));
+        }
+        for row in a.rows() {
+            for (j, &v) in row.iter().enumerate() {
+                sum[j] += f64::from(v);
+                sq[j] += f64::from(v) * f64::from(v);
+            }
+        }
+        n += a.nrows();
+    }
+    if n == 0 {
+        return Err(Error::invalid(dir, "no .npy/.npz slide features found"));
+    }
+    let mean: Vec<f32> = sum.iter().map(|s| (s / n as f64) as f32).collect();
+    let sd = sq
+        .iter()
+        .zip(&sum)
+        .map(|(q, s)| {
+            let m = s / n as f64;
+            ((q / n as f64 - m * m).max(0.0).sqrt()) as f32
+        })
+        .collect();
+    Ok(rnafm_runtime::manifest::FeatureStats { mean, sd })
 }
 
 /// Per-gene cross-validated r from rnafm-train's metrics.json (`genes`, `pooled_gene_r`),
@@ -49,7 +103,10 @@ fn cv_r_from_metrics(m: &serde_json::Value, genes: &[String]) -> Option<Vec<f32>
     let r = m.get("pooled_gene_r")?.as_array()?;
     if names.len() != genes.len()
         || r.len() != genes.len()
-        || names.iter().zip(genes).any(|(n, g)| n.as_str() != Some(g.as_str()))
+        || names
+            .iter()
+            .zip(genes)
+            .any(|(n, g)| n.as_str() != Some(g.as_str()))
     {
         tracing::warn!("metrics.json genes differ from the model's; no reliability column");
         return None;
@@ -113,10 +170,20 @@ pub fn bundle(
             tile_size: info.tile_size,
         },
         sampling: SamplingDefaults::default(),
-        feature_stats: None,
-        cv_r: info.metrics.as_ref().and_then(|m| cv_r_from_metrics(m, &spec.genes)),
+        feature_stats: info.feature_stats.clone(),
+        cv_r: info
+            .metrics
+            .as_ref()
+            .and_then(|m| cv_r_from_metrics(m, &spec.genes)),
         provenance: Some(Provenance {
             metrics: info.metrics.clone(),
+            folds: info
+                .metrics
+                .as_ref()
+                .and_then(|m| m.get("folds")?.as_array().map(Vec::len)),
+            exported_at: time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .ok(),
             rnafm_version: env!("CARGO_PKG_VERSION").into(),
             ..Default::default()
         }),

@@ -30,6 +30,10 @@ struct Args {
     /// Default: metrics.json in the checkpoint folder or two folders up (the training run).
     #[arg(long, requires = "onnx")]
     metrics: Option<PathBuf>,
+    /// Folder of the training slides' feature files: their per-dimension mean/sd goes in
+    /// the bundle so rnafm-run can warn when a slide lies far outside them.
+    #[arg(long, value_name = "DIR")]
+    training_features: Option<PathBuf>,
     /// Use the raw (non-EMA) weights of the checkpoint.
     #[arg(long, requires = "onnx")]
     raw: bool,
@@ -78,6 +82,7 @@ fn main() -> Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
     let (spec, weights, wpath, metrics) = if let Some(dir) = &args.onnx {
@@ -137,6 +142,10 @@ fn main() -> Result<()> {
         microns_per_pixel: args.mpp,
         tile_size: args.tile_size,
         metrics,
+        feature_stats: match &args.training_features {
+            Some(d) => Some(rnafm_exporter::bundle_export::feature_stats_of_dir(d)?),
+            None => None,
+        },
         self_test: !args.no_self_test,
     };
     let w = bundle(&spec, &g, &info, &wpath)?;
