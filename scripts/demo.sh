@@ -25,7 +25,7 @@ echo "== 2. train (2-fold CV)" >&2
   --pathways "$out/cohort/pathways.json" --genes "$out/cohort/gene_list.csv" --out "$out/train" \
   --folds 2 --epochs 400 --hidden 64 --depth 2 --heads 4 --batch 16 --lr 1e-3 --val-every 25 --patience 4
 echo "== 3. export" >&2
-"$bin/rnafm-export" --onnx "$out/train/fold_0/best" -o "$out/model.rnafm"
+"$bin/rnafm-export" --onnx "$out/train/fold_0/best" --training-features "$out/cohort/features" -o "$out/model.rnafm"
 "$bin/rnafm-run" --self-test --model "$out/model.rnafm"
 echo "== 4. run on fold 0's held-out slides" >&2
 slides=()

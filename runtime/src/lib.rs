@@ -8,6 +8,7 @@ pub mod error;
 pub mod features;
 pub mod genes;
 pub mod kmeans;
+pub mod logging;
 pub mod manifest;
 pub mod model_config;
 pub mod model_spec;

@@ -71,19 +71,7 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let level = match args.verbose {
-        0 => "warn",
-        1 => "info,ort=warn",
-        _ => "debug",
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    rnafm_runtime::logging::init(args.verbose);
 
     let (spec, weights, wpath, metrics) = if let Some(dir) = &args.onnx {
         let spec = ModelSpec::read(&dir.join("model.json"))?;

@@ -163,7 +163,7 @@ impl std::error::Error for Usage {}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.run.verbose);
+    rnafm_runtime::logging::init(cli.run.verbose);
     let result = match &cli.command {
         Some(Command::Inspect { model, format }) => inspect(model, *format),
         None => run(&cli.run),
@@ -190,22 +190,6 @@ fn one_line(e: &anyhow::Error) -> String {
         }
     }
     parts.join(": ").replace('\n', " ")
-}
-
-fn init_tracing(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
 }
 
 fn model_path(args: &RunArgs) -> anyhow::Result<&Path> {
