@@ -71,6 +71,10 @@ fn paper_config_export_time_size_and_engine_agreement() {
         .unwrap();
     let secs = start.elapsed().as_secs_f64();
     let size = std::fs::metadata(&out).unwrap().len() as f64;
+    // scripts/bench-run keeps the bundle to time rnafm-run on it.
+    if let Some(keep) = std::env::var_os("RNAFM_KEEP_BUNDLE") {
+        std::fs::copy(&out, &keep).unwrap();
+    }
     let weights = w.total_params() as f64 * 4.0;
     eprintln!(
         "export: graphs {built:.1}s, total with self-test and write {secs:.1}s; bundle {:.1} MB = {:.3} × float32 weights ({:.1} MB)",
