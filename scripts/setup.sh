@@ -50,6 +50,35 @@ fi
 ln -sf "$flavour/libonnxruntime.so.$ORT_VERSION" "$dest/libonnxruntime.so"
 echo "setup.sh: ONNX Runtime $ORT_VERSION ($flavour) at $lib" >&2
 
+# The report's PNG plots need one TrueType font. Most systems have DejaVu; where none of the
+# usual files exists, take DejaVuSans.ttf from the matplotlib wheel (scripts/report passes it
+# on through RNAFM_FONT).
+font="$dest/fonts/DejaVuSans.ttf"
+have_font=0
+for f in /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf /usr/share/fonts/dejavu/DejaVuSans.ttf \
+  /usr/share/fonts/TTF/DejaVuSans.ttf /usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf; do
+  [ -f "$f" ] && have_font=1
+done
+if [ "$have_font" = 0 ] || [ -n "${RNAFM_FETCH_FONT:-}" ]; then
+  if [ ! -f "$font" ]; then
+    echo "setup.sh: no system TrueType font; fetching DejaVuSans.ttf from matplotlib==3.11.2 (PyPI)" >&2
+    tmp=$(mktemp -d)
+    "$py" -m pip download --quiet --no-deps --only-binary=:all: --disable-pip-version-check \
+      -d "$tmp" "matplotlib==3.11.2"
+    mkdir -p "$dest/fonts"
+    "$py" - "$tmp"/matplotlib-*.whl "$font" <<'PY'
+import os, sys, zipfile
+whl, dest = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(whl) as z:
+    data = z.read("matplotlib/mpl-data/fonts/ttf/DejaVuSans.ttf")
+open(dest + ".tmp", "wb").write(data)
+os.replace(dest + ".tmp", dest)
+PY
+    rm -rf "$tmp"
+  fi
+  echo "setup.sh: plot font at $font" >&2
+fi
+
 if [ "$want_tools" = 1 ]; then
   if [ ! -x "$root/.venv/bin/python" ]; then
     "$py" -m venv "$root/.venv"

@@ -1,4 +1,5 @@
 //! `backbone.onnx`: tokens [B,P,H], t [B], slide_emb [B,H] → tokens_out [B,P,H], c [B,H].
+//! With `int8` the token-wise linear layers of the blocks are dynamically quantised.
 
 use std::path::Path;
 
@@ -9,9 +10,16 @@ use rnafm_runtime::weights::WeightMap;
 use crate::layers::Ctx;
 use crate::onnx_builder::{Dim, attr_i};
 
-pub fn build(cfg: &ModelConfig, n_tokens: usize, w: &WeightMap, origin: &Path) -> Result<Vec<u8>> {
+pub fn build(
+    cfg: &ModelConfig,
+    n_tokens: usize,
+    w: &WeightMap,
+    origin: &Path,
+    int8: bool,
+) -> Result<Vec<u8>> {
     let (h, p) = (cfg.hidden, n_tokens);
     let mut c = Ctx::new(w, origin);
+    c.int8 = int8;
     let x =
         c.g.input("tokens", &[Dim::Batch, Dim::Fixed(p), Dim::Fixed(h)]);
     let t = c.g.input("t", &[Dim::Batch]);
@@ -64,9 +72,9 @@ pub fn build(cfg: &ModelConfig, n_tokens: usize, w: &WeightMap, origin: &Path) -
         let n2 = c.g.op("Mul", &[&n2, &sc2], vec![]);
         let n2 = c.g.op("Add", &[&n2, &ch[3]], vec![]);
         let inner = c.shape(&format!("{b}.mlp.fc1.weight"))?[0];
-        let f = c.linear(&n2, &format!("{b}.mlp.fc1"), h, inner, true)?;
+        let f = c.token_linear(&n2, &format!("{b}.mlp.fc1"), h, inner)?;
         let f = c.gelu_tanh(&f);
-        let f = c.linear(&f, &format!("{b}.mlp.fc2"), inner, h, true)?;
+        let f = c.token_linear(&f, &format!("{b}.mlp.fc2"), inner, h)?;
         let f = c.g.op("Mul", &[&f, &ch[5]], vec![]);
         y = c.g.op("Add", &[&y, &f], vec![]);
     }

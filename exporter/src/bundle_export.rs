@@ -28,6 +28,8 @@ pub struct ExportInfo {
     pub metrics: Option<serde_json::Value>,
     /// Per-dimension mean/sd of the training slides' cluster features (input-shift check).
     pub feature_stats: Option<rnafm_runtime::manifest::FeatureStats>,
+    /// Interval calibrations (rnafm-train calibrate's calibration.json), one per sampling setting.
+    pub calibration: Option<Vec<rnafm_runtime::calibration::Calibration>>,
     /// Skip the self-test (no ONNX Runtime at export).
     pub self_test: bool,
 }
@@ -40,6 +42,7 @@ impl Default for ExportInfo {
             tile_size: 224,
             metrics: None,
             feature_stats: None,
+            calibration: None,
             self_test: true,
         }
     }
@@ -187,11 +190,12 @@ pub fn bundle(
             rnafm_version: env!("CARGO_PKG_VERSION").into(),
             ..Default::default()
         }),
+        calibration: info.calibration.clone(),
         members: BTreeMap::new(),
         self_test: None,
     };
     let mut w = BundleWriter::new(manifest);
-    for (name, bytes) in g.members() {
+    for (name, bytes) in g.members().into_iter().chain(g.int8_members()) {
         w.add(name, bytes.to_vec())?;
     }
     w.add(

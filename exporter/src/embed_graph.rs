@@ -1,5 +1,6 @@
 //! `embed.onnx`: expression x [B,G] → pathway tokens [B,P,H] and background token [B,1,H]
-//! (gene-to-pathway MLPs, then the pathway graph block).
+//! (gene-to-pathway MLPs, then the pathway graph block). With `int8` the token-wise linear
+//! layers of the pathway graph block are dynamically quantised.
 
 use std::path::Path;
 
@@ -11,12 +12,13 @@ use crate::layers::{Ctx, transpose};
 use crate::onnx_builder::{Dim, attr_i, attr_ints};
 use crate::packing::buckets;
 
-pub fn build(spec: &ModelSpec, w: &WeightMap, origin: &Path) -> Result<Vec<u8>> {
+pub fn build(spec: &ModelSpec, w: &WeightMap, origin: &Path, int8: bool) -> Result<Vec<u8>> {
     let cfg = &spec.config;
     let (g, h) = (cfg.genes, cfg.hidden);
     let ps = &spec.pathways;
     let p = ps.len();
     let mut c = Ctx::new(w, origin);
+    c.int8 = int8;
     let x = c.g.input("x", &[Dim::Batch, Dim::Fixed(g)]);
     // Column g is a zero that padded member slots read.
     let xs = c.g.op("Shape", &[&x], vec![]);
@@ -109,9 +111,9 @@ pub fn build(spec: &ModelSpec, w: &WeightMap, origin: &Path) -> Result<Vec<u8>> 
         tok = c.g.op("Add", &[&tok, &a], vec![]);
         let n2 = c.layer_norm(&tok, Some("pathway_graph.norm2"), h, 1e-5)?;
         let inner = c.shape("pathway_graph.mlp.0.weight")?[0];
-        let f = c.linear(&n2, "pathway_graph.mlp.0", h, inner, true)?;
+        let f = c.token_linear(&n2, "pathway_graph.mlp.0", h, inner)?;
         let f = c.gelu(&f);
-        let f = c.linear(&f, "pathway_graph.mlp.2", inner, h, true)?;
+        let f = c.token_linear(&f, "pathway_graph.mlp.2", inner, h)?;
         tok = c.g.op("Add", &[&tok, &f], vec![]);
     }
     c.g.output(&tok, "tokens", &[Dim::Batch, Dim::Fixed(p), Dim::Fixed(h)]);

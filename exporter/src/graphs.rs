@@ -1,4 +1,6 @@
-//! The four graphs of the runtime contract and the null condition's slide embedding.
+//! The four graphs of the runtime contract and the null condition's slide embedding, and
+//! optionally int8 variants of the two per-step graphs whose cost is token-wise linear layers
+//! (`rnafm-export --int8`, `rnafm-run --precision int8`).
 
 use std::path::Path;
 
@@ -14,6 +16,8 @@ pub const EMBED: &str = "embed.onnx";
 pub const BACKBONE: &str = "backbone.onnx";
 pub const HEADS: &str = "heads.onnx";
 pub const NULL_SLIDE_EMB: &str = "null_slide_emb.npy";
+pub const EMBED_INT8: &str = "embed.int8.onnx";
+pub const BACKBONE_INT8: &str = "backbone.int8.onnx";
 
 pub struct Graphs {
     pub condition: Vec<u8>,
@@ -22,6 +26,8 @@ pub struct Graphs {
     pub heads: Vec<u8>,
     /// condition.onnx applied to `empty_cond`, [1, H].
     pub null_slide_emb: Vec<f32>,
+    /// int8 variants of embed.onnx and backbone.onnx ([`Graphs::add_int8`]).
+    pub int8: Option<[Vec<u8>; 2]>,
 }
 
 impl Graphs {
@@ -33,6 +39,22 @@ impl Graphs {
             (BACKBONE, &self.backbone),
             (HEADS, &self.heads),
         ]
+    }
+
+    /// (member name, bytes) of the int8 variants, if built.
+    pub fn int8_members(&self) -> Vec<(&'static str, &[u8])> {
+        match &self.int8 {
+            Some([e, b]) => vec![(EMBED_INT8, e.as_slice()), (BACKBONE_INT8, b.as_slice())],
+            None => Vec::new(),
+        }
+    }
+
+    /// Builds the int8 variants of embed.onnx and backbone.onnx.
+    pub fn add_int8(&mut self, spec: &ModelSpec, w: &WeightMap, origin: &Path) -> Result<()> {
+        let embed = embed_graph::build(spec, w, origin, true)?;
+        let backbone = backbone_graph::build(&spec.config, spec.pathways.len(), w, origin, true)?;
+        self.int8 = Some([embed, backbone]);
+        Ok(())
     }
 }
 
@@ -47,9 +69,9 @@ pub fn build(
     let cfg = &spec.config;
     let condition = condition_graph::build(cfg, w, origin)?;
     progress(CONDITION);
-    let embed = embed_graph::build(spec, w, origin)?;
+    let embed = embed_graph::build(spec, w, origin, false)?;
     progress(EMBED);
-    let backbone = backbone_graph::build(cfg, spec.pathways.len(), w, origin)?;
+    let backbone = backbone_graph::build(cfg, spec.pathways.len(), w, origin, false)?;
     progress(BACKBONE);
     let heads = heads_graph::build(spec, w, origin)?;
     progress(HEADS);
@@ -64,6 +86,7 @@ pub fn build(
         backbone,
         heads,
         null_slide_emb,
+        int8: None,
     })
 }
 

@@ -5,6 +5,8 @@ use std::path::Path;
 use rnafm_runtime::weights::WeightMap;
 use rnafm_runtime::{Error, Result};
 
+use tract_onnx::pb::tensor_proto::DataType;
+
 use crate::onnx_builder::{Graph, attr_f, attr_i, attr_ints};
 
 /// Graph under construction plus the weights it reads.
@@ -12,6 +14,28 @@ pub struct Ctx<'a> {
     pub g: Graph,
     pub w: &'a WeightMap,
     pub origin: &'a Path,
+    /// Token-wise linear layers as int8 dynamically quantised products ([`Ctx::weight_matmul`]).
+    pub int8: bool,
+}
+
+/// Symmetric per-column int8 quantisation of a row-major [rows, cols] matrix: the int8
+/// values and one scale per column (max |w| / 127; 1 for an all-zero column).
+pub fn quantize_columns(data: &[f32], rows: usize, cols: usize) -> (Vec<i8>, Vec<f32>) {
+    let mut scale = vec![0f32; cols];
+    for r in 0..rows {
+        for (c, s) in scale.iter_mut().enumerate() {
+            *s = s.max(data[r * cols + c].abs());
+        }
+    }
+    for s in &mut scale {
+        *s = if *s > 0.0 { *s / 127.0 } else { 1.0 };
+    }
+    let q = data
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (v / scale[i % cols]).round().clamp(-127.0, 127.0) as i8)
+        .collect();
+    (q, scale)
 }
 
 /// Row-major transpose of a [rows, cols] matrix.
@@ -31,6 +55,7 @@ impl<'a> Ctx<'a> {
             g: Graph::default(),
             w,
             origin,
+            int8: false,
         }
     }
 
@@ -62,6 +87,54 @@ impl<'a> Ctx<'a> {
         self.g.constant("c", &[], &[v])
     }
 
+    /// `x` [.., inp] times the constant `wt` [inp, out] (row-major). With `int8`: x is
+    /// quantised per tensor at run time (DynamicQuantizeLinear, uint8), the weight per column
+    /// at export (int8), the product taken in integers (MatMulInteger) and scaled back; ONNX
+    /// Runtime fuses this into one DynamicQuantizeMatMul on VNNI/AMX kernels.
+    pub fn weight_matmul(
+        &mut self,
+        x: &str,
+        hint: &str,
+        wt: &[f32],
+        inp: usize,
+        out: usize,
+    ) -> String {
+        if !self.int8 {
+            let w = self.g.constant(hint, &[inp, out], wt);
+            return self.g.op("MatMul", &[x, &w], vec![]);
+        }
+        let (q, scale) = quantize_columns(wt, inp, out);
+        let wq = self.g.constant_i8(&format!("{hint}_int8"), &[inp, out], &q);
+        let ws = self.g.constant(&format!("{hint}_scale"), &[out], &scale);
+        let xq = self.g.op_n("DynamicQuantizeLinear", &[x], vec![], 3);
+        let y = self.g.op("MatMulInteger", &[&xq[0], &wq, &xq[2]], vec![]);
+        let y = self
+            .g
+            .op("Cast", &[&y], vec![attr_i("to", DataType::Float as i64)]);
+        let s = self.g.op("Mul", &[&xq[1], &ws], vec![]);
+        self.g.op("Mul", &[&y, &s], vec![])
+    }
+
+    /// A linear layer applied to every token: like [`Ctx::linear`], quantised with `int8`.
+    pub fn token_linear(
+        &mut self,
+        x: &str,
+        prefix: &str,
+        inp: usize,
+        out: usize,
+    ) -> Result<String> {
+        let w = self.get(&format!("{prefix}.weight"), &[out, inp])?;
+        let y = self.weight_matmul(
+            x,
+            &format!("{prefix}.weight_t"),
+            &transpose(w, out, inp),
+            inp,
+            out,
+        );
+        let b = self.weight(&format!("{prefix}.bias"), &[out])?;
+        Ok(self.g.op("Add", &[&y, &b], vec![]))
+    }
+
     /// nn.Linear `prefix.weight` [out, in] (+ `prefix.bias`) on the last axis.
     pub fn linear(
         &mut self,
@@ -90,10 +163,11 @@ impl<'a> Ctx<'a> {
         self.g.op("Mul", &[x, &s], vec![])
     }
 
-    /// Exact (erf) GELU; opset 17 has no Gelu op.
+    /// Exact (erf) GELU; opset 17 has no Gelu op. Written as x·0.5·(1 + erf(x / √2)), the
+    /// form ONNX Runtime fuses into one Gelu kernel.
     pub fn gelu(&mut self, x: &str) -> String {
-        let r = self.scalar(std::f32::consts::FRAC_1_SQRT_2);
-        let xs = self.g.op("Mul", &[x, &r], vec![]);
+        let r = self.scalar(std::f32::consts::SQRT_2);
+        let xs = self.g.op("Div", &[x, &r], vec![]);
         let e = self.g.op("Erf", &[&xs], vec![]);
         let one = self.scalar(1.0);
         let e1 = self.g.op("Add", &[&e, &one], vec![]);
@@ -102,14 +176,17 @@ impl<'a> Ctx<'a> {
         self.g.op("Mul", &[&hx, &e1], vec![])
     }
 
-    /// tanh-approximated GELU (timm Mlp in the DiT blocks).
+    /// tanh-approximated GELU (timm Mlp in the DiT blocks), written as
+    /// x·0.5·(1 + tanh(√(2/π)·(x + 0.044715·x³))) with Pow, the form ONNX Runtime fuses into
+    /// one FastGelu kernel (with the preceding bias Add); unfused it is nine passes over the
+    /// widest tensor of the network.
     pub fn gelu_tanh(&mut self, x: &str) -> String {
-        let x2 = self.g.op("Mul", &[x, x], vec![]);
-        let x3 = self.g.op("Mul", &[&x2, x], vec![]);
+        let three = self.scalar(3.0);
+        let x3 = self.g.op("Pow", &[x, &three], vec![]);
         let k = self.scalar(0.044715);
         let kx3 = self.g.op("Mul", &[&x3, &k], vec![]);
         let inner = self.g.op("Add", &[x, &kx3], vec![]);
-        let s = self.scalar((2.0f32 / std::f32::consts::PI).sqrt());
+        let s = self.scalar((2.0f64 / std::f64::consts::PI).sqrt() as f32);
         let si = self.g.op("Mul", &[&inner, &s], vec![]);
         let t = self.g.op("Tanh", &[&si], vec![]);
         let one = self.scalar(1.0);
@@ -146,6 +223,7 @@ impl<'a> Ctx<'a> {
 
     /// Multi-head self-attention on [B, N, W] with a packed q;k;v projection `qkv_w` [3W, W]
     /// (timm Attention and nn.MultiheadAttention share this layout), optional additive mask.
+    /// The projections are token-wise (int8 with `int8`); the attention itself stays float.
     #[allow(clippy::too_many_arguments)]
     pub fn attention(
         &mut self,
@@ -160,10 +238,8 @@ impl<'a> Ctx<'a> {
     ) -> Result<String> {
         let dh = width / heads;
         let w = self.get(qkv_w, &[3 * width, width])?;
-        let wt = self
-            .g
-            .constant(qkv_w, &[width, 3 * width], &transpose(w, 3 * width, width));
-        let mut qkv = self.g.op("MatMul", &[x, &wt], vec![]);
+        let mut qkv =
+            self.weight_matmul(x, qkv_w, &transpose(w, 3 * width, width), width, 3 * width);
         if let Some(b) = qkv_b {
             let b = self.weight(b, &[3 * width])?;
             qkv = self.g.op("Add", &[&qkv, &b], vec![]);
@@ -202,11 +278,25 @@ impl<'a> Ctx<'a> {
             .constant_i64("shape", &[3], &[0, n as i64, width as i64]);
         let o = self.g.op("Reshape", &[&o, &shape], vec![]);
         let pw = self.get(proj.0, &[width, width])?;
-        let pwt = self
-            .g
-            .constant(proj.0, &[width, width], &transpose(pw, width, width));
-        let o = self.g.op("MatMul", &[&o, &pwt], vec![]);
+        let o = self.weight_matmul(&o, proj.0, &transpose(pw, width, width), width, width);
         let pb = self.weight(proj.1, &[width])?;
         Ok(self.g.op("Add", &[&o, &pb], vec![]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_quantise_symmetrically() {
+        // [2, 3]: column maxima 4, 0.5, 0.
+        let w = [4.0, -0.5, 0.0, -2.0, 0.25, 0.0];
+        let (q, s) = quantize_columns(&w, 2, 3);
+        assert_eq!(s, vec![4.0 / 127.0, 0.5 / 127.0, 1.0]);
+        assert_eq!(q, vec![127, -127, 0, -64, 64, 0]);
+        for (i, (&qv, &wv)) in q.iter().zip(&w).enumerate() {
+            assert!((qv as f32 * s[i % 3] - wv).abs() <= s[i % 3] / 2.0 + 1e-7);
+        }
     }
 }

@@ -132,6 +132,20 @@ impl Graph {
         name
     }
 
+    /// An int8 initializer (quantised weights).
+    pub fn constant_i8(&mut self, hint: &str, dims: &[usize], data: &[i8]) -> String {
+        assert_eq!(dims.iter().product::<usize>(), data.len(), "{hint}: shape");
+        let name = self.fresh(hint);
+        self.inits.push(TensorProto {
+            name: name.clone(),
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type: DataType::Int8 as i32,
+            raw_data: data.iter().map(|&v| v as u8).collect(),
+            ..Default::default()
+        });
+        name
+    }
+
     /// An int64 initializer (indices, shapes).
     pub fn constant_i64(&mut self, hint: &str, dims: &[usize], data: &[i64]) -> String {
         assert_eq!(dims.iter().product::<usize>(), data.len(), "{hint}: shape");

@@ -63,7 +63,7 @@ fn paper_config_export_time_size_and_engine_agreement() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("paper.rnafm");
     let start = Instant::now();
-    let g = graphs::build(&spec, &w, origin, |_| {}).unwrap();
+    let mut g = graphs::build(&spec, &w, origin, |_| {}).unwrap();
     let built = start.elapsed().as_secs_f64();
     bundle(&spec, &g, &ExportInfo::default(), origin)
         .unwrap()
@@ -71,9 +71,14 @@ fn paper_config_export_time_size_and_engine_agreement() {
         .unwrap();
     let secs = start.elapsed().as_secs_f64();
     let size = std::fs::metadata(&out).unwrap().len() as f64;
-    // scripts/bench-run keeps the bundle to time rnafm-run on it.
+    // scripts/bench-run keeps the bundle to time rnafm-run on it, with the int8 graphs of
+    // `rnafm-export --int8` added.
     if let Some(keep) = std::env::var_os("RNAFM_KEEP_BUNDLE") {
-        std::fs::copy(&out, &keep).unwrap();
+        g.add_int8(&spec, &w, origin).unwrap();
+        bundle(&spec, &g, &ExportInfo::default(), origin)
+            .unwrap()
+            .write(Path::new(&keep))
+            .unwrap();
     }
     let weights = w.total_params() as f64 * 4.0;
     eprintln!(

@@ -248,6 +248,7 @@ mod tests {
             feature_stats: None,
             cv_r: Some(vec![0.5; 6]),
             provenance: None,
+            calibration: None,
             members: BTreeMap::new(),
             self_test: None,
         }

@@ -4,6 +4,7 @@
 
 pub mod atomic;
 pub mod bundle;
+pub mod calibration;
 pub mod error;
 pub mod features;
 pub mod genes;

@@ -28,6 +28,10 @@ pub struct Manifest {
     pub cv_r: Option<Vec<f32>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provenance: Option<Provenance>,
+    /// Interval calibrations fitted on validation slides, one per sampling setting
+    /// (guidance, steps); rnafm-run applies the one matching its run (`calibration.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<Vec<crate::calibration::Calibration>>,
     /// sha256 (hex) of every member besides the manifest.
     pub members: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -164,6 +168,9 @@ impl Manifest {
                     c.genes
                 ),
             ));
+        }
+        for cal in self.calibration.iter().flatten() {
+            cal.validate(origin)?;
         }
         if self.sampling.steps < 2 {
             return Err(Error::invalid(

@@ -254,6 +254,18 @@ impl SessionFactory {
             // Same input → same output, run to run (ORT otherwise may pick kernels by timing).
             .with_deterministic_compute(true)
             .map_err(|e| fail(e.to_string()))?;
+        // RNAFM_ORT_PROFILE=PREFIX writes ONNX Runtime's per-node profile of each session to
+        // PREFIX-<graph>_<time>.json (for finding which nodes dominate).
+        if let Some(prefix) = std::env::var_os("RNAFM_ORT_PROFILE") {
+            let stem = name.rsplit('/').next().unwrap_or(name).replace(".onnx", "");
+            let file = format!("{}-{stem}", prefix.to_string_lossy());
+            b = b.with_profiling(file).map_err(|e| fail(e.to_string()))?;
+        }
+        if std::env::var("RNAFM_ORT_SPIN").as_deref() == Ok("0") {
+            b = b
+                .with_intra_op_spinning(false)
+                .map_err(|e| fail(e.to_string()))?;
+        }
         if cuda {
             // Without error_on_failure ORT silently falls back to CPU.
             b = b

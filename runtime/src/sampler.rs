@@ -4,8 +4,13 @@
 //! Per slide the condition graph runs once; per step the embedding graph runs once on the
 //! current samples and its tokens feed both guidance branches (with the slide's embedding
 //! and with the null embedding) in one backbone/heads call of twice the batch.
+//!
+//! ONNX Runtime's CPU GEMM takes another kernel for a single-row product, which changes the
+//! last bits of the result. So that a sample's numbers do not depend on how samples are
+//! batched, no graph is ever run on one row: a lone row is run beside a copy of itself
+//! ([`MIN_ROWS`]). With guidance the backbone and heads always get two rows or more.
 
-use ndarray::{Array1, Array2, ArrayView2, Axis, Ix2, Ix3, concatenate, s};
+use ndarray::{Array1, Array2, Array3, ArrayView2, ArrayView3, Axis, Ix2, Ix3, concatenate, s};
 use ort::session::Session;
 use ort::value::TensorRef;
 use rand::SeedableRng;
@@ -47,6 +52,30 @@ impl Default for SampleParams {
             batch: 32,
         }
     }
+}
+
+/// Fewest rows a graph is run on (see the module comment).
+pub const MIN_ROWS: usize = 2;
+
+/// `a` with its first row repeated until it has [`MIN_ROWS`] rows (a view when it has them),
+/// in standard layout.
+fn at_least_min_rows<'a, D: ndarray::RemoveAxis + 'a>(
+    a: ndarray::ArrayView<'a, f32, D>,
+) -> ndarray::CowArray<'a, f32, D> {
+    let n = a.len_of(Axis(0));
+    if (n >= MIN_ROWS || n == 0) && a.is_standard_layout() {
+        return a.into();
+    }
+    if n >= MIN_ROWS || n == 0 {
+        return a.as_standard_layout().into_owned().into();
+    }
+    let mut shape = a.raw_dim();
+    shape[0] = MIN_ROWS;
+    let mut out = ndarray::Array::<f32, D>::zeros(shape);
+    for mut row in out.axis_iter_mut(Axis(0)) {
+        row.assign(&a.index_axis(Axis(0), 0));
+    }
+    out.into()
 }
 
 fn ort_err(graph: &str) -> impl Fn(ort::Error) -> Error + '_ {
@@ -137,49 +166,44 @@ impl FlowGraphs {
         Ok(emb.row(0).to_owned())
     }
 
-    /// Guided velocity for states `x` [B,G] at time `t`.
-    pub fn velocity(
-        &mut self,
-        x: ArrayView2<'_, f32>,
-        t: f32,
-        slide_emb: &Array1<f32>,
-        cfg: f32,
-    ) -> Result<Array2<f32>> {
+    /// Pathway tokens [B,P,H] and background token [B,1,H] of states `x` [B,G].
+    fn embed(&mut self, x: ArrayView2<'_, f32>) -> Result<(Array3<f32>, Array3<f32>)> {
         let b = x.nrows();
-        let x = x.as_standard_layout().to_owned();
-        let (tokens, bg) = {
-            let input = TensorRef::from_array_view(&x).map_err(ort_err("embed.onnx"))?;
-            let out = self
-                .embed
-                .run(ort::inputs!["x" => input])
-                .map_err(ort_err("embed.onnx"))?;
-            (
-                output3(&out, "embed.onnx", "tokens")?,
-                output3(&out, "embed.onnx", "bg_token")?,
-            )
+        let x = at_least_min_rows(x);
+        let input = TensorRef::from_array_view(&x).map_err(ort_err("embed.onnx"))?;
+        let out = self
+            .embed
+            .run(ort::inputs!["x" => input])
+            .map_err(ort_err("embed.onnx"))?;
+        let keep = |a: Array3<f32>| {
+            if a.dim().0 == b {
+                a
+            } else {
+                a.slice(s![..b, .., ..]).to_owned()
+            }
         };
-        // cfg = 1 is the conditional velocity alone; skip the null branch.
-        let guided = cfg != 1.0;
-        let h = slide_emb.len();
-        let cond = slide_emb.view().insert_axis(Axis(0));
-        let null = self.null_slide_emb.view().insert_axis(Axis(0));
-        let rows = if guided { 2 * b } else { b };
-        let mut emb = Array2::<f32>::zeros((rows, h));
-        for r in 0..rows {
-            let src = if r < b { &cond } else { &null };
-            emb.row_mut(r).assign(&src.row(0));
-        }
-        let (tokens, bg) = if guided {
-            (
-                concatenate(Axis(0), &[tokens.view(), tokens.view()])
-                    .map_err(|e| Error::Runtime(format!("embed.onnx: {e}")))?,
-                concatenate(Axis(0), &[bg.view(), bg.view()])
-                    .map_err(|e| Error::Runtime(format!("embed.onnx: {e}")))?,
-            )
-        } else {
-            (tokens, bg)
-        };
-        let tt = Array1::<f32>::from_elem(rows, t);
+        Ok((
+            keep(output3(&out, "embed.onnx", "tokens")?),
+            keep(output3(&out, "embed.onnx", "bg_token")?),
+        ))
+    }
+
+    /// Velocity [R,G] of R rows: tokens [R,P,H], background tokens [R,1,H] and slide
+    /// embeddings [R,H], at time `t`.
+    fn branch_velocity(
+        &mut self,
+        tokens: ArrayView3<'_, f32>,
+        bg: ArrayView3<'_, f32>,
+        emb: ArrayView2<'_, f32>,
+        t: f32,
+    ) -> Result<Array2<f32>> {
+        let rows = tokens.dim().0;
+        let (tokens, bg, emb) = (
+            at_least_min_rows(tokens),
+            at_least_min_rows(bg),
+            at_least_min_rows(emb),
+        );
+        let tt = Array1::<f32>::from_elem(tokens.dim().0, t);
         let (tokens_out, c) = {
             let out = self
                 .backbone
@@ -205,7 +229,51 @@ impl FlowGraphs {
                 .map_err(ort_err("heads.onnx"))?;
             output2(&out, "heads.onnx", "v")?
         };
-        if v.nrows() != rows || v.ncols() != x.ncols() {
+        if v.nrows() != tokens.dim().0 {
+            return Err(Error::Runtime(format!(
+                "heads.onnx: v has {} rows, expected {}",
+                v.nrows(),
+                tokens.dim().0
+            )));
+        }
+        Ok(if v.nrows() == rows {
+            v
+        } else {
+            v.slice(s![..rows, ..]).to_owned()
+        })
+    }
+
+    /// Guided velocity for states `x` [B,G] at time `t`.
+    pub fn velocity(
+        &mut self,
+        x: ArrayView2<'_, f32>,
+        t: f32,
+        slide_emb: &Array1<f32>,
+        cfg: f32,
+    ) -> Result<Array2<f32>> {
+        let b = x.nrows();
+        let (tokens, bg) = self.embed(x)?;
+        // cfg = 1 is the conditional velocity alone; skip the null branch.
+        let guided = cfg != 1.0;
+        let rows = if guided { 2 * b } else { b };
+        let mut emb = Array2::<f32>::zeros((rows, slide_emb.len()));
+        for (r, mut row) in emb.rows_mut().into_iter().enumerate() {
+            row.assign(if r < b {
+                slide_emb
+            } else {
+                &self.null_slide_emb
+            });
+        }
+        let v = if guided {
+            let cat = |a: &Array3<f32>| {
+                concatenate(Axis(0), &[a.view(), a.view()])
+                    .map_err(|e| Error::Runtime(format!("embed.onnx: {e}")))
+            };
+            self.branch_velocity(cat(&tokens)?.view(), cat(&bg)?.view(), emb.view(), t)?
+        } else {
+            self.branch_velocity(tokens.view(), bg.view(), emb.view(), t)?
+        };
+        if v.ncols() != x.ncols() {
             return Err(Error::Runtime(format!(
                 "heads.onnx: v is {:?}, expected [{rows}, {}]",
                 v.shape(),
@@ -259,19 +327,9 @@ impl FlowGraphs {
         let mut first = 0;
         while first < params.samples {
             let count = batch.min(params.samples - first);
-            // ONNX Runtime's CPU GEMM takes another kernel for a single row, which changes
-            // the last bit of results; a lone sample is therefore run twice in one batch so
-            // every chunk size gives the same numbers (tested across batch sizes).
             let z = noise(params.seed, first, count, genes);
-            let z = if count == 1 {
-                concatenate(Axis(0), &[z.view(), z.view()])
-                    .map_err(|e| Error::Runtime(format!("sampler: {e}")))?
-            } else {
-                z
-            };
             let x = self.integrate(z, &slide_emb, params.steps, params.cfg, tick)?;
-            out.slice_mut(s![first..first + count, ..])
-                .assign(&x.slice(s![..count, ..]));
+            out.slice_mut(s![first..first + count, ..]).assign(&x);
             first += count;
         }
         Ok(out)

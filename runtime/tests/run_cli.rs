@@ -440,6 +440,7 @@ fn write_toy_bundle(s: &Setup, path: &Path, expected_shift: f32) {
         }),
         cv_r: None,
         provenance: None,
+        calibration: None,
         members: Default::default(),
         self_test: Some(SelfTest {
             features: "self_test/features.npy".into(),

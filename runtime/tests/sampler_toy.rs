@@ -187,4 +187,13 @@ fn gemm_results_do_not_depend_on_batch_or_threads() {
     }
     let mut two = toy_graphs_sized(2, p, h, Some(&w));
     assert_eq!(whole, two.sample(f.view(), g, &params, &mut || {}).unwrap());
+    // Without guidance a lone sample is a single row in every graph.
+    let plain = SampleParams { cfg: 1.0, ..params };
+    let whole = one.sample(f.view(), g, &plain, &mut || {}).unwrap();
+    for batch in [1, 3] {
+        let b = one
+            .sample(f.view(), g, &SampleParams { batch, ..plain }, &mut || {})
+            .unwrap();
+        assert_eq!(whole, b, "cfg 1, batch {batch}");
+    }
 }

@@ -13,6 +13,8 @@ use rnafm_runtime::{Error, Result, genes::GeneList, npy, reference_csv::Referenc
 pub const TOP_KS: [usize; 6] = [1000, 500, 200, 100, 50, 20];
 /// Central interval levels whose coverage is reported.
 pub const INTERVAL_LEVELS: [f64; 3] = [0.5, 0.8, 0.9];
+/// Levels of the calibration curve (nominal vs empirical coverage) in the report.
+pub const CURVE_LEVELS: [f64; 10] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95];
 /// Smallest variance in the Gaussian NLL: a gene whose samples all agree would give +inf.
 pub const MIN_VAR: f64 = 1e-6;
 
@@ -220,6 +222,8 @@ pub struct Coverage {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct UncertaintyScores {
     pub coverage: Vec<Coverage>,
+    /// Coverage at every level of [`CURVE_LEVELS`] (the calibration curve).
+    pub curve: Vec<Coverage>,
     /// Mean Gaussian NLL with the samples' mean and variance.
     pub gaussian_nll: f64,
     /// Spearman correlation of predicted variance with |mean − truth|: > 0 when the model
@@ -233,6 +237,7 @@ pub fn uncertainty(samples: ArrayView3<'_, f32>, truth: ArrayView2<'_, f32>) -> 
     let (n, s, g) = samples.dim();
     assert_eq!((s, g), truth.dim(), "samples and truth shapes differ");
     let mut inside = vec![0usize; INTERVAL_LEVELS.len()];
+    let mut inside_curve = vec![0usize; CURVE_LEVELS.len()];
     let (mut nll, mut crps) = (0.0, 0.0);
     let mut vars = Vec::with_capacity(s * g);
     let mut errs = Vec::with_capacity(s * g);
@@ -246,12 +251,16 @@ pub fn uncertainty(samples: ArrayView3<'_, f32>, truth: ArrayView2<'_, f32>) -> 
             let y = f64::from(truth[[i, j]]);
             let mean = buf.iter().sum::<f64>() / n as f64;
             let var = buf.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64;
-            for (c, &level) in inside.iter_mut().zip(&INTERVAL_LEVELS) {
+            let within = |level: f64| {
                 let lo = quantile_sorted(&buf, (1.0 - level) / 2.0);
                 let hi = quantile_sorted(&buf, (1.0 + level) / 2.0);
-                if lo <= y && y <= hi {
-                    *c += 1;
-                }
+                lo <= y && y <= hi
+            };
+            for (c, &level) in inside.iter_mut().zip(&INTERVAL_LEVELS) {
+                *c += usize::from(within(level));
+            }
+            for (c, &level) in inside_curve.iter_mut().zip(&CURVE_LEVELS) {
+                *c += usize::from(within(level));
             }
             nll += gaussian_nll(mean, var, y);
             crps += crps_sorted(&buf, y);
@@ -260,15 +269,19 @@ pub fn uncertainty(samples: ArrayView3<'_, f32>, truth: ArrayView2<'_, f32>) -> 
         }
     }
     let total = (s * g).max(1) as f64;
-    UncertaintyScores {
-        coverage: INTERVAL_LEVELS
+    let cov = |levels: &[f64], counts: &[usize]| -> Vec<Coverage> {
+        levels
             .iter()
-            .zip(&inside)
+            .zip(counts)
             .map(|(&level, &c)| Coverage {
                 level,
                 covered: c as f64 / total,
             })
-            .collect(),
+            .collect()
+    };
+    UncertaintyScores {
+        coverage: cov(&INTERVAL_LEVELS, &inside),
+        curve: cov(&CURVE_LEVELS, &inside_curve),
         gaussian_nll: nll / total,
         spearman_var_abs_err: spearman(&vars, &errs),
         crps: crps / total,
@@ -291,6 +304,9 @@ pub struct Oracle {
 pub struct OracleComparison {
     /// Mean per-gene r of the oracle mean with the truth: the ceiling of any predictor.
     pub oracle_mean_pearson: f64,
+    /// The oracle mean's accuracy over all genes and the top-k sets of the same ranking as
+    /// the prediction's.
+    pub oracle_accuracy: Vec<GeneSetSummary>,
     /// Mean per-gene r of the prediction with the truth, divided by the ceiling.
     pub fraction_of_ceiling: f64,
     /// Mean per-gene r of the prediction with the oracle mean.
@@ -309,8 +325,20 @@ pub fn compare_with_oracle(
     samples: Option<ArrayView3<'_, f32>>,
     truth: ArrayView2<'_, f32>,
     oracle: &Oracle,
+    rank_by: Option<&[f64]>,
 ) -> OracleComparison {
-    let ceiling = finite_mean(&per_gene(oracle.mean.view(), truth).pearson).0;
+    let oracle_scores = per_gene(oracle.mean.view(), truth);
+    let ceiling = finite_mean(&oracle_scores.pearson).0;
+    // Without a given ranking the prediction's own r ranks the genes (as in `summarize`).
+    let own_r;
+    let rank_by = match rank_by {
+        Some(r) => r,
+        None => {
+            own_r = per_gene(pred_mean, truth).pearson;
+            &own_r
+        }
+    };
+    let oracle_accuracy = summarize(&oracle_scores, Some(rank_by), &TOP_KS);
     let pred_r = finite_mean(&per_gene(pred_mean, truth).pearson).0;
     let to_oracle = per_gene(pred_mean, oracle.mean.view());
     let flat_p: Vec<f64> = pred_mean.iter().map(|&v| f64::from(v)).collect();
@@ -352,6 +380,7 @@ pub fn compare_with_oracle(
     };
     OracleComparison {
         oracle_mean_pearson: ceiling,
+        oracle_accuracy,
         fraction_of_ceiling: pred_r / ceiling,
         pearson_to_oracle_mean: finite_mean(&to_oracle.pearson).0,
         rmse_to_oracle_mean: rmse(&flat_p, &flat_o),
@@ -398,7 +427,8 @@ pub struct EvaluateArgs {
     /// Gene list in the predictions' column order (default: the CSV's gene columns).
     #[arg(long)]
     pub genes: Option<PathBuf>,
-    /// Per-gene cross-validated r (`.npy`, genes) to rank the top-k sets by.
+    /// Per-gene cross-validated r to rank the top-k sets by: a `.npy` (one value per gene)
+    /// or rnafm-train's metrics.json (its pooled out-of-fold r).
     #[arg(long)]
     pub rank_by: Option<PathBuf>,
     /// Oracle of a synthetic cohort (`oracle.npz`).
@@ -411,6 +441,10 @@ pub struct EvaluateArgs {
     /// (e.g. the held-out fold of a cross-validation), instead of requiring all.
     #[arg(long)]
     pub present_only: bool,
+    /// Score only these slides (one name a line, e.g. a fold's heldout.txt); a `.npy` of
+    /// every CSV row is then cut to them.
+    #[arg(long, value_name = "LIST")]
+    pub slides: Option<PathBuf>,
 }
 
 /// Everything `evaluate` reports.
@@ -435,42 +469,13 @@ pub fn run_evaluate(args: &EvaluateArgs) -> Result<EvalReport> {
         }
         None => (cohort.log2.clone(), cohort.genes.len()),
     };
-    // Rows of the CSV to score: all, or those with predictions (--present-only).
-    let rows: Vec<usize> = if args.present_only && args.pred.is_dir() {
-        (0..cohort.len())
-            .filter(|&i| {
-                args.pred
-                    .join(format!("{}.samples.npy", cohort.slides[i]))
-                    .exists()
-            })
-            .collect()
-    } else {
-        (0..cohort.len()).collect()
-    };
-    if rows.is_empty() {
-        return Err(Error::invalid(
-            &args.pred,
-            "no <slide>.samples.npy for any slide of the reference CSV",
-        ));
-    }
+    let rows = evaluated_rows(args, &cohort.slides)?;
     let truth = truth.select(Axis(0), &rows);
     let slide_names: Vec<String> = rows.iter().map(|&i| cohort.slides[i].clone()).collect();
     let s = rows.len();
-    let (mean, samples) = read_predictions(&args.pred, &slide_names, n_genes)?;
+    let (mean, samples) = read_predictions(&args.pred, &slide_names, &rows, cohort.len(), n_genes)?;
     let rank_by = match &args.rank_by {
-        Some(p) => {
-            let v = npy::read_float_array(p, None)?;
-            if v.shape() != [n_genes] {
-                return Err(Error::invalid(
-                    p,
-                    format!(
-                        "expected {n_genes} per-gene values, found shape {:?}",
-                        v.shape()
-                    ),
-                ));
-            }
-            Some(v.iter().map(|&x| f64::from(x)).collect::<Vec<_>>())
-        }
+        Some(p) => Some(read_rank_by(p, n_genes)?),
         None => None,
     };
     let scores = per_gene(mean.view(), truth.view());
@@ -498,6 +503,7 @@ pub fn run_evaluate(args: &EvaluateArgs) -> Result<EvalReport> {
                 samples.as_ref().map(|a| a.view()),
                 truth.view(),
                 &o,
+                rank_by.as_deref(),
             ))
         }
         None => None,
@@ -525,10 +531,78 @@ pub fn run_evaluate(args: &EvaluateArgs) -> Result<EvalReport> {
     Ok(report)
 }
 
-/// Reads predictions as (mean [slides, genes], optional samples [n, slides, genes]).
-fn read_predictions(
+/// Rows of the reference CSV to score: those of `--slides`, else those with a samples
+/// file (`--present-only`), else all.
+fn evaluated_rows(args: &EvaluateArgs, slides: &[String]) -> Result<Vec<usize>> {
+    let rows: Vec<usize> = if let Some(list) = &args.slides {
+        let text = std::fs::read_to_string(list).map_err(|e| Error::io(list, e))?;
+        let mut rows = Vec::new();
+        for name in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            let i = slides.iter().position(|s| s == name).ok_or_else(|| {
+                Error::invalid(
+                    list,
+                    format!("slide {name} is not in {}", args.truth.display()),
+                )
+            })?;
+            rows.push(i);
+        }
+        rows
+    } else if args.present_only && args.pred.is_dir() {
+        (0..slides.len())
+            .filter(|&i| {
+                args.pred
+                    .join(format!("{}.samples.npy", slides[i]))
+                    .exists()
+            })
+            .collect()
+    } else {
+        (0..slides.len()).collect()
+    };
+    if rows.is_empty() {
+        return Err(Error::invalid(
+            &args.pred,
+            "no slide of the reference CSV to evaluate",
+        ));
+    }
+    Ok(rows)
+}
+
+/// Per-gene ranking values: a `.npy` of one value per gene, or rnafm-train's
+/// `metrics.json` (its pooled out-of-fold r, `pooled_gene_r`).
+pub fn read_rank_by(p: &Path, n_genes: usize) -> Result<Vec<f64>> {
+    let v: Vec<f64> = if p.extension().is_some_and(|e| e == "json") {
+        let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
+        let m: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| Error::invalid(p, format!("not JSON: {e}")))?;
+        m.get("pooled_gene_r")
+            .and_then(|r| r.as_array())
+            .ok_or_else(|| Error::invalid(p, "no pooled_gene_r list (not rnafm-train metrics)"))?
+            .iter()
+            .map(|x| x.as_f64().unwrap_or(f64::NAN))
+            .collect()
+    } else {
+        npy::read_float_array(p, None)?
+            .iter()
+            .map(|&x| f64::from(x))
+            .collect()
+    };
+    if v.len() != n_genes {
+        return Err(Error::invalid(
+            p,
+            format!("expected {n_genes} per-gene values, found {}", v.len()),
+        ));
+    }
+    Ok(v)
+}
+
+/// Reads predictions for the CSV rows `rows` (named `slides`; the CSV has `all_rows`) as
+/// (mean [slides, genes], optional samples [n, slides, genes]). A `.npy` holds either just
+/// those slides or every CSV row (then the rows are picked).
+pub fn read_predictions(
     path: &Path,
     slides: &[String],
+    rows: &[usize],
+    all_rows: usize,
     genes: usize,
 ) -> Result<(Array2<f32>, Option<Array3<f32>>)> {
     let s = slides.len();
@@ -568,14 +642,20 @@ fn read_predictions(
     };
     match shape.len() {
         2 => {
-            let m = a.into_dimensionality::<Ix2>().map_err(|_| bad())?;
+            let mut m = a.into_dimensionality::<Ix2>().map_err(|_| bad())?;
+            if m.dim() == (all_rows, genes) && all_rows != s {
+                m = m.select(Axis(0), rows);
+            }
             if m.dim() != (s, genes) {
                 return Err(bad());
             }
             Ok((m, None))
         }
         3 => {
-            let smp = a.into_dimensionality::<Ix3>().map_err(|_| bad())?;
+            let mut smp = a.into_dimensionality::<Ix3>().map_err(|_| bad())?;
+            if (smp.len_of(Axis(1)), smp.len_of(Axis(2))) == (all_rows, genes) && all_rows != s {
+                smp = smp.select(Axis(1), rows);
+            }
             if (smp.len_of(Axis(1)), smp.len_of(Axis(2))) != (s, genes) || smp.is_empty() {
                 return Err(bad());
             }
@@ -606,6 +686,12 @@ pub fn render_table(r: &EvalReport) -> String {
             s,
             "{:<10} {:>7} {:>10.4} {:>10.4}",
             name, a.genes, a.mean_pearson, a.mean_rmse
+        );
+    }
+    if r.uncertainty.is_none() {
+        let _ = writeln!(
+            s,
+            "interval coverage, NLL, CRPS, Spearman(var, |err|): n/a (point predictions)"
         );
     }
     if let Some(u) = &r.uncertainty {
@@ -757,7 +843,7 @@ mod tests {
             mean: om.clone(),
             quantiles: vec![(0.05, lo), (0.95, hi)],
         };
-        let c = compare_with_oracle(om.view(), None, truth.view(), &oracle);
+        let c = compare_with_oracle(om.view(), None, truth.view(), &oracle, None);
         assert!(close(c.fraction_of_ceiling, 1.0, 1e-12));
         assert!(close(c.pearson_to_oracle_mean, 1.0, 1e-12));
         assert_eq!(c.rmse_to_oracle_mean, 0.0);
@@ -793,6 +879,7 @@ mod tests {
             oracle: None,
             out: Some(dir.path().join("r.json")),
             present_only: false,
+            slides: None,
         };
         let r = run_evaluate(&args).unwrap();
         assert_eq!((r.slides, r.genes, r.samples_per_slide), (2, 2, Some(3)));
@@ -819,6 +906,47 @@ mod tests {
         assert_eq!(only.slides, 1);
     }
 
+    /// Point predictions for every CSV row cut to a slide list, ranked by a metrics.json:
+    /// accuracy only, uncertainty n/a.
+    #[test]
+    fn slide_list_cuts_full_point_predictions() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("ref.csv");
+        // log2(x+1): A = 1, 2, 3; B = 2, 1, 3
+        std::fs::write(
+            &csv,
+            "wsi_file_name,patient_id,rna_A,rna_B\ns1,p1,1,3\ns2,p2,3,1\ns3,p3,7,7\n",
+        )
+        .unwrap();
+        let pred = dir.path().join("oof.npy");
+        // s1 and s3 predicted exactly for A and anti-correlated for B; s2 far off
+        let p = array![[1.0f32, 3.0], [9.0, -9.0], [3.0, 1.0]];
+        rnafm_runtime::npy::write_npy(&pred, &p).unwrap();
+        let list = dir.path().join("heldout.txt");
+        std::fs::write(&list, "s1\ns3\n").unwrap();
+        let metrics = dir.path().join("metrics.json");
+        std::fs::write(&metrics, r#"{"pooled_gene_r": [0.1, 0.9]}"#).unwrap();
+        let args = EvaluateArgs {
+            pred,
+            truth: csv,
+            genes: None,
+            rank_by: Some(metrics),
+            oracle: None,
+            out: Some(dir.path().join("r.json")),
+            present_only: false,
+            slides: Some(list.clone()),
+        };
+        let r = run_evaluate(&args).unwrap();
+        assert_eq!((r.slides, r.samples_per_slide), (2, None));
+        assert!(r.uncertainty.is_none());
+        assert!(render_table(&r).contains("n/a (point predictions)"));
+        // all genes: A with r = 1, B with r = −1 (the metrics.json ranking was read)
+        assert_eq!(r.accuracy[0].mean_pearson, 0.0);
+        std::fs::write(&list, "s1\nnope\n").unwrap();
+        let e = run_evaluate(&args).unwrap_err().to_string();
+        assert!(e.contains("heldout.txt") && e.contains("nope"), "{e}");
+    }
+
     #[test]
     fn prediction_shape_mismatch_is_reported() {
         let dir = tempfile::tempdir().unwrap();
@@ -834,6 +962,7 @@ mod tests {
             oracle: None,
             out: Some(dir.path().join("r.json")),
             present_only: false,
+            slides: None,
         })
         .unwrap_err()
         .to_string();

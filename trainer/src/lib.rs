@@ -3,6 +3,8 @@
 //! flow-matching training with patient-level cross-validation.
 
 pub mod bench;
+pub mod burn_sample;
+pub mod calibrate;
 pub mod checkpoint;
 pub mod dataset;
 pub mod dit_block;
@@ -16,7 +18,10 @@ pub mod init;
 pub mod layers;
 pub mod metrics;
 pub mod pathway_graph;
+pub mod plots;
 pub mod preset;
+pub mod regression;
+pub mod report;
 pub mod sampler;
 pub mod slide_encoder;
 pub mod splits;

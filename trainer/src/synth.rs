@@ -757,6 +757,7 @@ mod tests {
             oracle: Some(dir.path().join(ORACLE_NPZ)),
             out: Some(dir.path().join("report.json")),
             present_only: false,
+            slides: None,
         })
         .unwrap();
         let oc = report.oracle.unwrap();

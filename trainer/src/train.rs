@@ -73,7 +73,11 @@ pub struct TrainState {
     pub epoch: usize,
     /// Optimiser steps taken.
     pub step: u64,
+    /// Mean per-gene r of the best validation (logged; not the stopping criterion).
     pub best_r: Option<f64>,
+    /// Lowest validation loss so far: MSE of the sampled predictions in z-scored units.
+    #[serde(default)]
+    pub best_loss: Option<f64>,
     pub best_epoch: Option<usize>,
     /// Validations since the last improvement.
     pub bad_validations: usize,
@@ -274,6 +278,16 @@ fn run_fold<B: AutodiffBackend>(
     let heldout_path = fold_dir.join("heldout.txt");
     rnafm_runtime::atomic::write_bytes_atomic(&heldout_path, heldout.as_bytes())?;
     let (train_idx, val_idx) = split_validation(&cohort.patients, train_all, opts.seed ^ f as u64);
+    // The validation slides, for fitting interval calibration on slides that are neither
+    // trained on nor held out (`rnafm-train calibrate`).
+    let val_list: String = val_idx
+        .iter()
+        .map(|&i| format!("{}\n", cohort.slides[i]))
+        .collect();
+    rnafm_runtime::atomic::write_bytes_atomic(
+        &fold_dir.join("validation.txt"),
+        val_list.as_bytes(),
+    )?;
     let norm = match &opts.norm {
         Some((m, s)) => Normalization::read_npy(m, s)?,
         None => {
@@ -336,6 +350,7 @@ fn run_fold<B: AutodiffBackend>(
                 epoch: 0,
                 step: 0,
                 best_r: None,
+                best_loss: None,
                 best_epoch: None,
                 bad_validations: 0,
                 stopped_early: false,
@@ -444,8 +459,24 @@ fn run_fold<B: AutodiffBackend>(
             );
             let m = gene_metrics(pred.view(), cohort.log2.select(Axis(0), &val_idx).view());
             let r = m.r.iter().sum::<f64>() / m.r.len() as f64;
-            tracing::info!(fold = f, epoch = state.epoch, val_r = r, "validation");
-            if state.best_r.is_none_or(|b| r > b) {
+            // The validation loss is the flow-matching target's own scale: squared error of
+            // the guided samples in z-scored units (RMSE per gene over sd per gene).
+            let loss = m
+                .rmse
+                .iter()
+                .zip(&norm.sd)
+                .map(|(e, &sd)| (e / f64::from(sd).max(1e-6)).powi(2))
+                .sum::<f64>()
+                / m.rmse.len() as f64;
+            tracing::info!(
+                fold = f,
+                epoch = state.epoch,
+                val_loss = loss,
+                val_r = r,
+                "validation"
+            );
+            if state.best_loss.is_none_or(|b| loss < b) {
+                state.best_loss = Some(loss);
                 state.best_r = Some(r);
                 state.best_epoch = Some(state.epoch);
                 state.bad_validations = 0;
@@ -529,7 +560,11 @@ fn write_dir_swapped(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Resu
 
 /// Holds out ~10% of the training patients (at least one; none if only one patient) for
 /// early stopping. Returns (train, validation) slide indices.
-fn split_validation(patients: &[String], train: &[usize], seed: u64) -> (Vec<usize>, Vec<usize>) {
+pub fn split_validation(
+    patients: &[String],
+    train: &[usize],
+    seed: u64,
+) -> (Vec<usize>, Vec<usize>) {
     let mut uniq: Vec<&str> = train.iter().map(|&s| patients[s].as_str()).collect();
     uniq.sort_unstable();
     uniq.dedup();

@@ -70,25 +70,3 @@ fn wrong_pathway_file_is_refused() {
         "{err}"
     );
 }
-
-#[test]
-fn pytorch_pickle_is_refused_with_a_conversion_hint() {
-    let tmp = tempfile::tempdir().unwrap();
-    let f = fixture();
-    let run = Command::new(env!("CARGO_BIN_EXE_rnafm-train"))
-        .arg("import-official")
-        .arg(f.join("model.pt"))
-        .arg("--pathways")
-        .arg(f.join("pathways.json"))
-        .arg("-o")
-        .arg(tmp.path().join("ck"))
-        .output()
-        .unwrap();
-    assert!(!run.status.success());
-    let err = String::from_utf8_lossy(&run.stderr);
-    assert!(
-        err.contains("model.pt") && err.contains("safetensors"),
-        "{err}"
-    );
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
-}

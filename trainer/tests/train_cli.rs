@@ -209,3 +209,134 @@ fn bad_input_is_one_line_naming_the_file() {
     );
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
+
+/// `rnafm-train train` with the small test model and `extra` options, as a command.
+fn train_command(dir: &Path, out: &str, extra: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rnafm-train"));
+    c.current_dir(dir)
+        .args([
+            "train",
+            "--csv",
+            "ref.csv",
+            "--features",
+            "features",
+            "--pathways",
+            "pathways.json",
+            "--genes",
+            "genes.txt",
+            "--out",
+            out,
+            "--folds",
+            "2",
+            "--batch",
+            "4",
+            "--hidden",
+            "16",
+            "--depth",
+            "1",
+            "--heads",
+            "2",
+            "--val-every",
+            "40",
+            "--patience",
+            "1000",
+            "--time-points",
+            "4",
+        ])
+        .args(extra)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    c
+}
+
+fn epoch_of(state: &Path) -> Option<u64> {
+    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(state).ok()?).ok()?;
+    s["epoch"].as_u64()
+}
+
+/// A run killed with SIGKILL mid-training and continued with --resume ends with exactly the
+/// weights, EMA and step count of a run that was never interrupted: no finished epoch is
+/// repeated or lost (each epoch's shuffling and noise are seeded by the epoch number).
+#[test]
+fn kill_9_then_resume_matches_an_uninterrupted_run() {
+    const EPOCHS: &str = "160";
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    cohort(dir);
+    let full = train_command(dir, "full", &["--epochs", EPOCHS])
+        .status()
+        .unwrap();
+    assert!(full.success());
+    let splits = dir.join("full/splits.json");
+    let splits = splits.to_str().unwrap();
+
+    let mut child = train_command(dir, "killed", &["--epochs", EPOCHS, "--splits", splits])
+        .spawn()
+        .unwrap();
+    let state = dir.join("killed/fold_0/last/train_state.json");
+    let started = std::time::Instant::now();
+    let killed_at = loop {
+        if let Some(e) = epoch_of(&state)
+            && e >= 20
+        {
+            break e;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "training finished before it could be killed; raise EPOCHS"
+        );
+        assert!(started.elapsed().as_secs() < 300, "no checkpoint appeared");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    };
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+    assert!(
+        !dir.join("killed/fold_0/done").exists(),
+        "killed at epoch {killed_at} after fold 0 had finished; raise EPOCHS"
+    );
+    let last = epoch_of(&state)
+        .or_else(|| epoch_of(&dir.join("killed/fold_0/last.old/train_state.json")))
+        .expect("a complete checkpoint survives the kill");
+    assert!(last < 160, "killed at epoch {last}");
+    eprintln!("killed in fold 0 at epoch {last}");
+
+    let resumed = train_command(
+        dir,
+        "killed",
+        &["--epochs", EPOCHS, "--splits", splits, "--resume"],
+    )
+    .status()
+    .unwrap();
+    assert!(resumed.success());
+    for f in 0..2 {
+        let state = |run: &str| -> serde_json::Value {
+            serde_json::from_str(
+                &std::fs::read_to_string(dir.join(format!("{run}/fold_{f}/last/train_state.json")))
+                    .unwrap(),
+            )
+            .unwrap()
+        };
+        let (a, b) = (state("full"), state("killed"));
+        assert_eq!(a["step"], b["step"], "fold {f}: optimiser steps");
+        assert_eq!(a["epoch"], b["epoch"], "fold {f}: epochs");
+        for file in ["model.safetensors", "ema.safetensors"] {
+            let read = |run: &str| {
+                rnafm_runtime::weights::WeightMap::read_safetensors(
+                    &dir.join(format!("{run}/fold_{f}/last/{file}")),
+                )
+                .unwrap()
+            };
+            let (a, b) = (read("full"), read("killed"));
+            assert_eq!(a.tensors.len(), b.tensors.len());
+            for (name, t) in &a.tensors {
+                let u = &b.tensors[name];
+                let d = t
+                    .data
+                    .iter()
+                    .zip(&u.data)
+                    .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+                assert!(d <= 1e-6, "fold {f} {file} {name}: max |diff| {d}");
+            }
+        }
+    }
+}

@@ -11,18 +11,23 @@ use rnafm_exporter::graphs;
 use rnafm_exporter::official::spec_from_official;
 use rnafm_runtime::model_spec::ModelSpec;
 use rnafm_runtime::weights::WeightMap;
+use rnafm_trainer::import::{check_add_mask, read_official_weights};
+use rnafm_trainer::torch_checkpoint::WeightSet;
 
 /// Export an RNA-FM model as a `.rnafm` bundle (four ONNX graphs, the null condition's
 /// embedding, a manifest with genes/pathways/normalisation and a self-test).
 ///
 /// From a trainer checkpoint:   rnafm-export --onnx runs/fold0 -o model.rnafm
-/// From official weights:       rnafm-export --weights w.safetensors --pathways p.json
+/// From official weights:       rnafm-export --weights model.pt --pathways p.json
 ///                              --genes genes.txt --heads 8 -o model.rnafm
+/// (--weights takes a safetensors state_dict or a PyTorch .pt/.pth: a state_dict, or a
+/// training checkpoint holding `ema`/`model`, EMA preferred unless --raw.)
 #[derive(Parser)]
 #[command(version, about, long_about)]
 struct Args {
     /// Trainer checkpoint folder: model.json, ema.safetensors (or model.safetensors with
-    /// --raw), optional metrics.json.
+    /// --raw), optional metrics.json. An official .pt/.safetensors file here is the same
+    /// as --weights.
     #[arg(long, value_name = "CHECKPOINT_DIR", conflicts_with = "weights")]
     onnx: Option<PathBuf>,
     /// Training metrics (rnafm-train's metrics.json) to store in the bundle; its pooled
@@ -30,14 +35,23 @@ struct Args {
     /// Default: metrics.json in the checkpoint folder or two folders up (the training run).
     #[arg(long, requires = "onnx")]
     metrics: Option<PathBuf>,
+    /// Interval calibration (rnafm-train calibrate's calibration.json) to store in the
+    /// bundle. Default: calibration.json in the checkpoint's fold folder (one level up).
+    #[arg(long, requires = "onnx")]
+    calibration: Option<PathBuf>,
+    /// Store no interval calibration even when the fold folder has one.
+    #[arg(long, conflicts_with = "calibration")]
+    no_calibration: bool,
     /// Folder of the training slides' feature files: their per-dimension mean/sd goes in
     /// the bundle so rnafm-run can warn when a slide lies far outside them.
     #[arg(long, value_name = "DIR")]
     training_features: Option<PathBuf>,
-    /// Use the raw (non-EMA) weights of the checkpoint.
-    #[arg(long, requires = "onnx")]
+    /// Use the raw (non-EMA) weights: the checkpoint's model.safetensors, or `model` of an
+    /// official training checkpoint (.pt).
+    #[arg(long)]
     raw: bool,
-    /// Official PyTorch weights (safetensors, state_dict names); sizes are inferred.
+    /// Official RNA-FM weights: safetensors or PyTorch .pt/.pth (state_dict, or a training
+    /// checkpoint with `ema`/`model`), official tensor names; sizes are inferred.
     #[arg(long, requires_all = ["pathways", "genes"])]
     weights: Option<PathBuf>,
     /// Pathway index (.json with UNMAPPED/UNCLASSIFIED background, or .gmt) for --weights.
@@ -64,6 +78,10 @@ struct Args {
     /// Skip the self-test (it needs ONNX Runtime at export time).
     #[arg(long)]
     no_self_test: bool,
+    /// Also store int8 dynamically quantised variants of the per-step graphs, for
+    /// `rnafm-run --precision int8` (faster on CPUs with VNNI/AMX, slightly less accurate).
+    #[arg(long)]
+    int8: bool,
     /// More log output (-v info, -vv debug).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -73,7 +91,29 @@ fn main() -> Result<()> {
     let args = Args::parse();
     rnafm_runtime::logging::init(args.verbose);
 
-    let (spec, weights, wpath, metrics) = if let Some(dir) = &args.onnx {
+    let mut calibration = None;
+    let official = match (&args.weights, &args.onnx) {
+        (Some(w), _) => Some(w.clone()),
+        (None, Some(f)) if f.is_file() => Some(f.clone()),
+        _ => None,
+    };
+    let (spec, weights, wpath, metrics) = if let Some(wp) = &official {
+        let (Some(pp), Some(gp)) = (&args.pathways, &args.genes) else {
+            bail!(
+                "{}: official weights need --pathways and --genes",
+                wp.display()
+            );
+        };
+        let set = if args.raw {
+            WeightSet::Raw
+        } else {
+            WeightSet::Ema
+        };
+        let w = read_official_weights(wp, set)?;
+        let spec = spec_from_official(&w, wp, pp, gp, args.heads)?;
+        check_add_mask(&w, &spec.pathways, wp)?;
+        (spec, w, wp.clone(), None)
+    } else if let Some(dir) = &args.onnx {
         let spec = ModelSpec::read(&dir.join("model.json"))?;
         let wpath = dir.join(if args.raw {
             "model.safetensors"
@@ -100,11 +140,16 @@ fn main() -> Result<()> {
         } else {
             None
         };
+        let cpath = match &args.calibration {
+            Some(p) => Some(p.clone()),
+            None if args.no_calibration => None,
+            None => Some(dir.join("../calibration.json")).filter(|p| p.is_file()),
+        };
+        calibration = match cpath {
+            Some(p) => Some(rnafm_runtime::calibration::read_file(&p)?),
+            None => None,
+        };
         (spec, w, wpath, metrics)
-    } else if let (Some(wp), Some(pp), Some(gp)) = (&args.weights, &args.pathways, &args.genes) {
-        let w = WeightMap::read_safetensors(wp)?;
-        let spec = spec_from_official(&w, wp, pp, gp, args.heads)?;
-        (spec, w, wp.clone(), None)
     } else {
         bail!(
             "give a checkpoint folder (--onnx DIR) or official weights (--weights, --pathways, --genes)"
@@ -120,10 +165,14 @@ fn main() -> Result<()> {
     let start = std::time::Instant::now();
     let bar = ProgressBar::new(5);
     bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}").expect("template"));
-    let g = graphs::build(&spec, &weights, &wpath, |name| {
+    let mut g = graphs::build(&spec, &weights, &wpath, |name| {
         bar.set_message(name.to_string());
         bar.inc(1);
     })?;
+    if args.int8 {
+        bar.set_message("int8 graphs");
+        g.add_int8(&spec, &weights, &wpath)?;
+    }
     bar.finish_and_clear();
     let info = ExportInfo {
         encoder: args.encoder,
@@ -134,6 +183,7 @@ fn main() -> Result<()> {
             Some(d) => Some(rnafm_exporter::bundle_export::feature_stats_of_dir(d)?),
             None => None,
         },
+        calibration,
         self_test: !args.no_self_test,
     };
     let w = bundle(&spec, &g, &info, &wpath)?;

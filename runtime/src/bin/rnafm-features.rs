@@ -5,14 +5,15 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use rnafm_runtime::features::write_features;
 use rnafm_runtime::ort_env::{DeviceChoice, SessionFactory, SessionOptions};
-use rnafm_runtime::slide::encoder::{Normalization, TileEncoder};
-use rnafm_runtime::slide::extract::{ExtractOptions, extract, open_and_plan};
+use rnafm_runtime::slide::encoder::TileEncoder;
+use rnafm_runtime::slide::extract::{extract, open_and_plan};
+use rnafm_runtime::slide::options::{TileArgs, check_encoder_path};
 use rnafm_runtime::slide::outputs::write_tiles_npz;
 use rnafm_runtime::slide::thumbnail::write_png;
 
@@ -31,6 +32,10 @@ corners `coords`, `features`, `cluster`) and <stem>_thumbnail.png (tissue tinted
 outlined red). A tile that cannot be decoded is skipped and counted; a file that cannot be
 read is an error.";
 
+/// Tiles are encoded at this resolution and size unless --tile-mpp / --tile say otherwise.
+const DEFAULT_TILE_MPP: f64 = 0.5;
+const DEFAULT_TILE: u32 = 256;
+
 #[derive(Parser, Debug)]
 #[command(name = "rnafm-features", version, about = "Whole-slide image -> K x D cluster features for rnafm-run.", long_about = LONG_ABOUT)]
 struct Cli {
@@ -39,17 +44,8 @@ struct Cli {
     /// ONNX tile encoder: input N x 3 x H x W float, output N x D.
     #[arg(long)]
     encoder: PathBuf,
-    /// Level-0 microns per pixel, overriding the file's (needed when the file has none).
-    #[arg(long)]
-    mpp: Option<f64>,
-    /// Microns per pixel the tiles are encoded at (0.5 = 20x).
-    #[arg(long, default_value_t = 0.5)]
-    tile_mpp: f64,
-    /// Tile size in pixels at --tile-mpp (resized to the encoder's input size if it has one).
-    #[arg(long, default_value_t = 256)]
-    tile: u32,
-    #[arg(long, default_value_t = 4000)]
-    max_tiles: usize,
+    #[command(flatten)]
+    tiles: TileArgs,
     /// Number of k-means clusters K (the model's cluster count).
     #[arg(long, default_value_t = 100)]
     clusters: usize,
@@ -59,15 +55,6 @@ struct Cli {
     /// Output .npy of the K x D cluster means.
     #[arg(long, default_value = "slide_features.npy")]
     out: PathBuf,
-    /// Per-channel mean of 0-1 RGB pixels, subtracted before the encoder (ImageNet default).
-    #[arg(long, value_delimiter = ',', num_args = 3, default_values_t = [0.485f32, 0.456, 0.406])]
-    mean: Vec<f32>,
-    /// Per-channel standard deviation pixels are divided by (ImageNet default).
-    #[arg(long, value_delimiter = ',', num_args = 3, default_values_t = [0.229f32, 0.224, 0.225])]
-    std: Vec<f32>,
-    /// Minimum grey-level standard deviation (0-255) of a kept tile.
-    #[arg(long, default_value_t = 4.0)]
-    min_contrast: f32,
     /// Tiles per encoder call.
     #[arg(long, default_value_t = 32)]
     batch: usize,
@@ -95,30 +82,15 @@ fn sibling(out: &Path, suffix: &str) -> PathBuf {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let started = Instant::now();
-    if std::fs::metadata(&cli.encoder).is_err() {
-        bail!(
-            "{}: encoder model not found (--encoder)",
-            cli.encoder.display()
-        );
-    }
-    let norm = Normalization {
-        mean: [cli.mean[0], cli.mean[1], cli.mean[2]],
-        std: [cli.std[0], cli.std[1], cli.std[2]],
-    };
-    if norm.std.iter().any(|s| s.is_nan() || *s <= 0.0) {
-        bail!("--std values must be positive");
-    }
-    let opts = ExtractOptions {
-        mpp: cli.mpp,
-        tile_mpp: cli.tile_mpp,
-        tile: cli.tile,
-        max_tiles: cli.max_tiles,
-        min_contrast: cli.min_contrast,
-        seed: cli.seed,
-        clusters: cli.clusters,
-        batch: cli.batch,
-        ..ExtractOptions::default()
-    };
+    check_encoder_path(&cli.encoder)?;
+    let norm = cli.tiles.normalization().map_err(anyhow::Error::msg)?;
+    let opts = cli.tiles.extract_options(
+        DEFAULT_TILE_MPP,
+        DEFAULT_TILE,
+        cli.clusters,
+        cli.seed,
+        cli.batch,
+    );
     let (mut slide, plan, tissue_s) = open_and_plan(&cli.slide, &opts)?;
     let (w, h) = slide.dimensions();
     tracing::info!(
@@ -174,7 +146,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             "slide": cli.slide,
             "width": w, "height": h,
             "mpp": ex.plan.mpp, "mpp_from": ex.plan.mpp_from,
-            "tile": cli.tile, "tile_mpp": cli.tile_mpp, "tile_size_level0": ex.plan.size0,
+            "tile": opts.tile, "tile_mpp": opts.tile_mpp, "tile_size_level0": ex.plan.size0,
             "read_level": ex.plan.level,
             "tissue_fraction": ex.plan.mask.coverage(),
             "tissue_tiles": ex.plan.candidates,

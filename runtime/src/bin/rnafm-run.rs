@@ -13,13 +13,16 @@ use ndarray::{Array2, ArrayView2};
 
 use rnafm_runtime::features::read_features;
 use rnafm_runtime::kmeans::{KMeansOptions, kmeans};
-use rnafm_runtime::ort_env::{DeviceChoice, SessionOptions};
-use rnafm_runtime::run::model::RunModel;
+use rnafm_runtime::ort_env::{DeviceChoice, SessionFactory, SessionOptions};
+use rnafm_runtime::run::model::{Precision, RunModel};
 use rnafm_runtime::run::outputs::{
     RunReport, SlideOutputs, SlideRecord, to_fpkm, write_genes_tsv, write_pathways_tsv,
 };
 use rnafm_runtime::run::shift::{SHIFT_WARN_MEAN_ABS_Z, mean_abs_z};
 use rnafm_runtime::sampler::SampleParams;
+use rnafm_runtime::slide::encoder::TileEncoder;
+use rnafm_runtime::slide::extract::ExtractOptions;
+use rnafm_runtime::slide::options::{TileArgs, check_encoder_path, is_slide_image, slide_features};
 
 const ABOUT: &str = "Predict bulk RNA-seq (log2(FPKM-UQ+1) of ~20k genes) for whole-slide images.";
 
@@ -30,6 +33,10 @@ Each input is one slide's tile features from the pathology encoder the model was
 (a .npy or .npz float matrix): either K x D cluster means (K and D as the model says, see
 `rnafm-run inspect MODEL`) or N x D tile features, which are first grouped into K clusters
 with seeded k-means++. A folder stands for every .npy/.npz file in it.
+
+A whole-slide image (.svs, .tif, .tiff) is also accepted with --encoder ENCODER.onnx: it is
+tiled and encoded as rnafm-features does (tile size and microns per pixel from the model's
+manifest unless --tile / --tile-mpp say otherwise, K clusters as the model needs), then run.
 
 The model is generative: it draws --samples plausible expression profiles per slide. For each
 slide the output folder gets
@@ -80,9 +87,19 @@ enum Format {
 
 #[derive(Args, Debug)]
 struct RunArgs {
-    /// Slide feature files (.npy/.npz) or folders of them.
+    /// Slide feature files (.npy/.npz) or folders of them; whole-slide images
+    /// (.svs/.tif/.tiff) with --encoder.
     #[arg(value_name = "SLIDE")]
     slides: Vec<PathBuf>,
+    /// ONNX tile encoder (N x 3 x H x W pixels -> N x D) for whole-slide image inputs; it must
+    /// be the encoder the model was trained with.
+    #[arg(long, value_name = "ENCODER.onnx")]
+    encoder: Option<PathBuf>,
+    #[command(flatten)]
+    tiles: TileArgs,
+    /// Tiles per encoder call (whole-slide image inputs).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    tile_batch: u32,
     /// The exported model: a .rnafm bundle (or an unpacked model folder).
     #[arg(short, long, value_name = "MODEL.rnafm", required = true)]
     model: Option<PathBuf>,
@@ -101,6 +118,10 @@ struct RunArgs {
     /// Where the model runs.
     #[arg(long, default_value = "auto", value_parser = parse_device)]
     device: DeviceChoice,
+    /// Arithmetic of the per-step graphs: fp32, or int8 (dynamically quantised linear layers,
+    /// faster on CPUs with VNNI/AMX, slightly less accurate; needs rnafm-export --int8).
+    #[arg(long, default_value = "fp32", value_parser = parse_precision)]
+    precision: Precision,
     /// CPU threads for ONNX Runtime (default: all cores).
     #[arg(long, default_value_t = 0)]
     threads: usize,
@@ -134,9 +155,18 @@ struct RunArgs {
     /// No progress bar.
     #[arg(short, long)]
     quiet: bool,
+    /// Report the raw spread of the draws: do not apply the model's interval calibration
+    /// (by default the draws are stretched around each gene's median so that intervals
+    /// cover at their nominal rate on validation slides; see README).
+    #[arg(long)]
+    no_calibration: bool,
 }
 
 fn parse_device(s: &str) -> Result<DeviceChoice, String> {
+    s.parse()
+}
+
+fn parse_precision(s: &str) -> Result<Precision, String> {
     s.parse()
 }
 
@@ -235,6 +265,14 @@ fn collect_slides(args: &RunArgs) -> anyhow::Result<Vec<PathBuf>> {
             all.push(p.clone());
         }
     }
+    if args.encoder.is_none()
+        && let Some(p) = all.iter().find(|p| is_slide_image(p))
+    {
+        bail!(Usage(format!(
+            "{}: a whole-slide image needs --encoder ENCODER.onnx (the tile encoder the model was trained with), or run rnafm-features first",
+            p.display()
+        )));
+    }
     Ok(match args.shard {
         Some((i, n)) => all
             .into_iter()
@@ -258,14 +296,27 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         return self_test(model_path, args);
     }
     let slides = collect_slides(args)?;
+    let norm = args.tiles.normalization().map_err(Usage)?;
+    if let Some(e) = &args.encoder {
+        check_encoder_path(e)?;
+    }
     let t0 = Instant::now();
-    let mut model = RunModel::open(model_path, session_options(args))?;
+    let mut model = RunModel::open_with(model_path, session_options(args), args.precision)?;
+    // Loaded only when a whole-slide image is among the inputs.
+    let mut encoder = match &args.encoder {
+        Some(e) if slides.iter().any(|p| is_slide_image(p)) => {
+            let mut factory = SessionFactory::new(session_options(args))?;
+            Some(TileEncoder::load(e, &mut factory, norm)?)
+        }
+        _ => None,
+    };
     let load_seconds = t0.elapsed().as_secs_f64();
     eprintln!(
-        "rnafm-run: {} on {} ({} threads), {} slide(s)",
+        "rnafm-run: {} on {} ({} threads, {}), {} slide(s)",
         model_path.display(),
         model.device,
         model.threads,
+        model.precision,
         slides.len()
     );
     let params = SampleParams {
@@ -278,6 +329,17 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     if model.normalization.is_none() {
         tracing::warn!("the model has no normalisation statistics; outputs are z-scores");
     }
+    let calibration = rnafm_runtime::calibration::CalibrationUse::choose(
+        &model.calibration,
+        params.cfg,
+        params.steps,
+        args.no_calibration,
+    );
+    if let (Some(reason), false) = (&calibration.reason, args.no_calibration) {
+        tracing::warn!("intervals are not calibrated: {reason}");
+    }
+    // process_slide applies what is left here.
+    model.calibration = calibration.calibration.iter().cloned().collect();
     let unit = if model.normalization.is_none() {
         "z"
     } else if args.fpkm {
@@ -325,7 +387,11 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         } else {
             let ts = Instant::now();
             let before = bar.position();
-            match process_slide(&mut model, path, &outs, &params, args, &mut rec, &bar) {
+            let mut inputs = Inputs {
+                model: &mut model,
+                encoder: encoder.as_mut(),
+            };
+            match process_slide(&mut inputs, path, &outs, &params, args, &mut rec, &bar) {
                 Ok(()) => rec.seconds = Some(ts.elapsed().as_secs_f64()),
                 Err(e) => {
                     rec.status = "failed".into();
@@ -350,12 +416,14 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         model_sha256: model.sha256.clone(),
         device: model.device.to_string(),
         threads: model.threads,
+        precision: model.precision.to_string(),
         samples: params.samples,
         steps: params.steps,
         cfg: params.cfg,
         seed: params.seed,
         batch: params.batch,
         unit: unit.into(),
+        calibration,
         load_seconds,
         total_seconds: t0.elapsed().as_secs_f64(),
         slides: records,
@@ -375,6 +443,62 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The model and, for whole-slide images, the tile encoder.
+struct Inputs<'a> {
+    model: &'a mut RunModel,
+    encoder: Option<&'a mut TileEncoder>,
+}
+
+/// How a whole-slide image is tiled for `model`: the flags, else the model's manifest, else
+/// rnafm-features' defaults (a model folder has no manifest).
+fn extract_options(model: &RunModel, args: &RunArgs) -> ExtractOptions {
+    let d = ExtractOptions::default();
+    let (mpp, tile) = model.slide.as_ref().map_or((d.tile_mpp, d.tile), |s| {
+        (f64::from(s.microns_per_pixel), s.tile_size as u32)
+    });
+    args.tiles.extract_options(
+        mpp,
+        tile,
+        model.clusters,
+        args.seed,
+        args.tile_batch as usize,
+    )
+}
+
+/// K×D cluster features of a whole-slide image, from the tile encoder.
+fn image_clusters(
+    inputs: &mut Inputs<'_>,
+    path: &Path,
+    args: &RunArgs,
+    rec: &mut SlideRecord,
+    bar: &ProgressBar,
+) -> anyhow::Result<Array2<f32>> {
+    let model = &*inputs.model;
+    let Some(encoder) = inputs.encoder.as_deref_mut() else {
+        bail!(
+            "{}: a whole-slide image needs --encoder ENCODER.onnx",
+            path.display()
+        );
+    };
+    let opts = extract_options(model, args);
+    let name = slide_name(path);
+    let ex = slide_features(path, encoder, &opts, &|done, total| {
+        bar.set_message(format!("{name} tiles {done}/{total}"))
+    })?;
+    bar.set_message(name);
+    let d = ex.kmeans.centers.ncols();
+    if d != model.feat_dim {
+        bail!(
+            "{}: the encoder {} gives {d}-dimensional features but the model expects {} (is it the encoder the model was trained with?)",
+            path.display(),
+            args.encoder.as_deref().unwrap_or(Path::new("?")).display(),
+            model.feat_dim
+        );
+    }
+    rec.tiles = Some(ex.tiles.len());
+    Ok(ex.kmeans.centers)
 }
 
 /// K×D cluster features of a slide: as given, or k-means of N×D tiles.
@@ -410,7 +534,7 @@ fn slide_clusters(
 }
 
 fn process_slide(
-    model: &mut RunModel,
+    inputs: &mut Inputs<'_>,
     path: &Path,
     outs: &SlideOutputs,
     params: &SampleParams,
@@ -418,7 +542,12 @@ fn process_slide(
     rec: &mut SlideRecord,
     bar: &ProgressBar,
 ) -> anyhow::Result<()> {
-    let clusters = slide_clusters(model, path, args.seed, rec)?;
+    let clusters = if is_slide_image(path) {
+        image_clusters(inputs, path, args, rec, bar)?
+    } else {
+        slide_clusters(inputs.model, path, args.seed, rec)?
+    };
+    let model = &mut *inputs.model;
     if let Some((mean, sd)) = &model.feature_stats
         && let Some(z) = mean_abs_z(clusters.view(), mean, sd)
     {
@@ -438,6 +567,10 @@ fn process_slide(
         .graphs
         .sample(clusters.view(), genes, params, &mut tick)
         .with_context(|| path.display().to_string())?;
+    let mut z = z;
+    if let Some(c) = model.calibration.first() {
+        c.apply(z.view_mut());
+    }
     let values = to_unit(&z.view(), model, args.fpkm);
     write_genes_tsv(
         &outs.genes,

@@ -20,6 +20,55 @@ pub const EMBED: &str = "embed.onnx";
 pub const BACKBONE: &str = "backbone.onnx";
 pub const HEADS: &str = "heads.onnx";
 pub const NULL_SLIDE_EMB: &str = "null_slide_emb.npy";
+/// Optional int8 variants of the per-step graphs (`rnafm-export --int8`).
+pub const EMBED_INT8: &str = "embed.int8.onnx";
+pub const BACKBONE_INT8: &str = "backbone.int8.onnx";
+
+/// Arithmetic of the per-step graphs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// float32 throughout (the reference).
+    #[default]
+    Fp32,
+    /// The token-wise linear layers of embed and backbone as int8 dynamically quantised
+    /// products (VNNI/AMX): faster, at an accuracy cost scripts/bench-run measures.
+    Int8,
+}
+
+impl Precision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Int8 => "int8",
+        }
+    }
+
+    /// The bundle member that holds `graph` at this precision.
+    pub fn member(self, graph: &str) -> &str {
+        match (self, graph) {
+            (Precision::Int8, EMBED) => EMBED_INT8,
+            (Precision::Int8, BACKBONE) => BACKBONE_INT8,
+            _ => graph,
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "fp32" | "float32" => Ok(Precision::Fp32),
+            "int8" => Ok(Precision::Int8),
+            other => Err(format!("unknown precision `{other}` (fp32 or int8)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 pub struct RunModel {
     pub path: PathBuf,
@@ -36,9 +85,14 @@ pub struct RunModel {
     pub feature_stats: Option<(Vec<f32>, Vec<f32>)>,
     /// Per-gene cross-validated Pearson r.
     pub cv_r: Option<Vec<f32>>,
+    /// Interval calibrations of the bundle, one per sampling setting.
+    pub calibration: Vec<crate::calibration::Calibration>,
+    /// How the training slides were tiled (bundles only).
+    pub slide: Option<crate::manifest::SlideContract>,
     pub graphs: FlowGraphs,
     pub device: Device,
     pub threads: usize,
+    pub precision: Precision,
     /// The bundle, when opened from one (its self-test members live there).
     pub bundle: Option<Bundle>,
 }
@@ -137,12 +191,39 @@ impl RunModel {
     /// Opens a model: an unpacked folder (`model.json` = ModelSpec, the four graphs and
     /// `null_slide_emb.npy`, as the exporter lays them out), or a `.rnafm` bundle.
     pub fn open(path: &Path, options: SessionOptions) -> Result<Self> {
+        Self::open_with(path, options, Precision::Fp32)
+    }
+
+    /// As [`RunModel::open`], with the per-step graphs at `precision` (int8 needs a bundle
+    /// exported with `--int8`).
+    pub fn open_with(path: &Path, options: SessionOptions, precision: Precision) -> Result<Self> {
         if path.is_dir() {
+            if precision != Precision::Fp32 {
+                return Err(Error::invalid(
+                    path,
+                    format!(
+                        "--precision {precision} needs a .rnafm bundle exported with --{precision}"
+                    ),
+                ));
+            }
             return Self::open_dir(path, options);
         }
         let bundle = Bundle::open(path)?;
         let m = &bundle.manifest;
-        let (graphs, device, threads) = load_graphs(path, options, |name| bundle.member(name))?;
+        if bundle
+            .member_names()
+            .all(|n| n != precision.member(BACKBONE))
+        {
+            return Err(Error::invalid(
+                path,
+                format!(
+                    "the bundle has no {precision} graphs ({}); export it with rnafm-export --{precision}",
+                    precision.member(BACKBONE)
+                ),
+            ));
+        }
+        let (graphs, device, threads) =
+            load_graphs(path, options, |name| bundle.member(precision.member(name)))?;
         if graphs.hidden() != m.model.config.hidden {
             return Err(Error::invalid(
                 path,
@@ -170,9 +251,12 @@ impl RunModel {
             default_cfg: m.sampling.cfg,
             feature_stats,
             cv_r: m.cv_r.clone(),
+            calibration: m.calibration.clone().unwrap_or_default(),
+            slide: Some(m.slide.clone()),
             graphs,
             device,
             threads,
+            precision,
             bundle: Some(bundle),
         })
     }
@@ -246,9 +330,12 @@ impl RunModel {
             default_cfg: DEFAULT_CFG,
             feature_stats,
             cv_r,
+            calibration: Vec::new(),
+            slide: None,
             graphs,
             device,
             threads,
+            precision: Precision::Fp32,
             bundle: None,
         })
     }
@@ -335,6 +422,9 @@ pub fn describe(path: &Path, json: bool) -> Result<String> {
             },
             if m.cv_r.is_some() { "yes" } else { "no" },
             if m.self_test.is_some() { "yes" } else { "no" },
+        ));
+        text.push_str(&crate::calibration::describe(
+            m.calibration.as_deref().unwrap_or_default(),
         ));
         if let Some(p) = &m.provenance {
             text.push_str(&format!(

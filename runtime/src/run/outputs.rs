@@ -119,12 +119,18 @@ pub struct RunReport {
     pub model_sha256: String,
     pub device: String,
     pub threads: usize,
+    /// Arithmetic of the per-step graphs (fp32 or int8).
+    #[serde(default)]
+    pub precision: String,
     pub samples: usize,
     pub steps: usize,
     pub cfg: f32,
     pub seed: u64,
     pub batch: usize,
     pub unit: String,
+    /// Whether the draws were stretched by the bundle's interval calibration, and how.
+    #[serde(default)]
+    pub calibration: crate::calibration::CalibrationUse,
     pub load_seconds: f64,
     pub total_seconds: f64,
     pub slides: Vec<SlideRecord>,

@@ -27,10 +27,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Convert an official RNA-FM state_dict (safetensors) into a checkpoint directory.
+    /// Convert official RNA-FM weights (safetensors, or a PyTorch .pt/.pth) into a
+    /// checkpoint directory.
     ImportOfficial {
-        /// The official weights: a safetensors state_dict with official tensor names.
+        /// The official weights: a safetensors state_dict with official tensor names, or a
+        /// `torch.save` file holding a state_dict or a training checkpoint with `ema`/`model`.
         weights: PathBuf,
+        /// From a training checkpoint (`val_best.pt`) take `model`, not the `ema` weights.
+        #[arg(long)]
+        raw: bool,
         /// Pathway file the model was trained with (RNA-FM JSON index, or GMT with --genes).
         #[arg(long)]
         pathways: PathBuf,
@@ -57,6 +62,15 @@ enum Command {
     /// Score predictions against measured expression: per-gene r and RMSE (all genes and
     /// top-k), interval coverage, Gaussian NLL, CRPS, Spearman(var, |error|), oracle.
     Evaluate(rnafm_trainer::evaluate::EvaluateArgs),
+    /// Fit interval calibration factors on rnafm-run draws of validation slides (not the
+    /// evaluation slides); rnafm-export stores them in the bundle.
+    Calibrate(rnafm_trainer::calibrate::CalibrateArgs),
+    /// Put several evaluations (model, baseline, ablations) and the oracle in one table
+    /// with the checks; writes summary.md and PNG plots.
+    Report(rnafm_trainer::report::ReportArgs),
+    /// Draw expression profiles from a checkpoint with the burn sampler (CPU), written as
+    /// rnafm-run writes them; for models the ONNX exporter cannot take.
+    Sample(rnafm_trainer::burn_sample::SampleArgs),
 }
 
 #[derive(clap::Args)]
@@ -132,7 +146,8 @@ struct TrainArgs {
     /// Validate (sample with EMA weights) every N epochs.
     #[arg(long, default_value_t = 5)]
     val_every: usize,
-    /// Stop a fold after this many validations without improvement.
+    /// Stop a fold after this many validations without a lower validation loss (MSE of the
+    /// guided EMA samples against the validation slides, z-scored units).
     #[arg(long, default_value_t = 5)]
     patience: usize,
     /// Guidance scale for validation and prediction (1 = no guidance).
@@ -171,6 +186,16 @@ struct TrainArgs {
     /// Where to train.
     #[arg(long, value_enum, default_value = "auto")]
     device: DeviceArg,
+    /// What to train: RNA-FM (flow matching) or the regression baseline (same slide
+    /// encoder, MLP to all genes, MSE; same folds and output layout, no resume).
+    #[arg(long, value_enum, default_value = "rnafm")]
+    model: ModelKind,
+}
+
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+enum ModelKind {
+    Rnafm,
+    Regression,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -199,16 +224,23 @@ fn run(cmd: Command) -> Result<()> {
     match cmd {
         Command::ImportOfficial {
             weights,
+            raw,
             pathways,
             genes,
             heads,
             out,
         } => {
+            let set = if raw {
+                rnafm_trainer::torch_checkpoint::WeightSet::Raw
+            } else {
+                rnafm_trainer::torch_checkpoint::WeightSet::Ema
+            };
             let spec = rnafm_trainer::import::import_official(
                 &weights,
                 &pathways,
                 genes.as_deref(),
                 heads,
+                set,
                 &out,
             )?;
             let c = &spec.config;
@@ -247,6 +279,53 @@ fn run(cmd: Command) -> Result<()> {
             if a.out.is_some() {
                 print!("{}", rnafm_trainer::evaluate::render_table(&r));
             }
+            Ok(())
+        }
+        Command::Calibrate(a) => {
+            let c = rnafm_trainer::calibrate::run_calibrate(&a)?;
+            let f: Vec<String> = c
+                .levels
+                .iter()
+                .map(|l| {
+                    format!(
+                        "{:.0}%: ×{:.3} (coverage before {:.1}%)",
+                        l.level * 100.0,
+                        l.factor,
+                        l.coverage_before * 100.0
+                    )
+                })
+                .collect();
+            println!(
+                "calibration for guidance {} ({} time points) from {} slides × {} values: {} → {}",
+                c.cfg,
+                c.steps,
+                c.slides,
+                c.values / c.slides.max(1),
+                f.join(", "),
+                a.out.display()
+            );
+            Ok(())
+        }
+        Command::Sample(a) => {
+            let used = rnafm_trainer::burn_sample::run_sample::<burn::backend::Flex>(
+                &a,
+                &Default::default(),
+            )?;
+            println!(
+                "{} slide(s) → {} (calibration {})",
+                a.slides.len(),
+                a.out.display(),
+                if used.applied {
+                    "applied"
+                } else {
+                    "not applied"
+                }
+            );
+            Ok(())
+        }
+        Command::Report(a) => {
+            print!("{}", rnafm_trainer::report::run_report(&a)?);
+            println!("report: {}", a.out.join("summary.md").display());
             Ok(())
         }
     }
@@ -297,7 +376,11 @@ fn train(a: TrainArgs) -> Result<()> {
         resume: a.resume,
         progress: std::io::stderr().is_terminal(),
     };
-    let report = run_on_device(&opts, a.device)?;
+    let report = if a.model == ModelKind::Regression {
+        baseline_on_device(&opts, a.device)?
+    } else {
+        run_on_device(&opts, a.device)?
+    };
     print!("{}", rnafm_trainer::train::metrics_table(&report));
     println!("metrics: {}", opts.out.join("metrics.json").display());
     Ok(())
@@ -392,6 +475,34 @@ fn bench_on_device(
         a.steps,
         &Default::default(),
         "flex (CPU)",
+    )?)
+}
+
+#[cfg(feature = "cuda")]
+fn baseline_on_device(
+    opts: &rnafm_trainer::train::TrainOptions,
+    device: DeviceArg,
+) -> Result<rnafm_trainer::train::MetricsReport> {
+    use burn::backend::{Autodiff, Cuda, Flex};
+    use rnafm_trainer::regression::train_baseline;
+    if device == DeviceArg::Cpu {
+        return Ok(train_baseline::<Autodiff<Flex>>(opts, &Default::default())?);
+    }
+    Ok(train_baseline::<Autodiff<Cuda>>(opts, &Default::default())?)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn baseline_on_device(
+    opts: &rnafm_trainer::train::TrainOptions,
+    device: DeviceArg,
+) -> Result<rnafm_trainer::train::MetricsReport> {
+    use burn::backend::{Autodiff, Flex};
+    if device == DeviceArg::Cuda {
+        tracing::warn!("built without the cuda feature; training on the CPU");
+    }
+    Ok(rnafm_trainer::regression::train_baseline::<Autodiff<Flex>>(
+        opts,
+        &Default::default(),
     )?)
 }
 

@@ -1,0 +1,481 @@
+//! Post-hoc calibration of sampled uncertainty. Guided sampling (s > 1) and a briefly
+//! trained model give draws whose spread is too narrow, so their central intervals cover
+//! the truth less often than their level says. A calibration stores, per interval level L,
+//! a factor c_L fitted on slides the model did not train on (a fold's validation patients,
+//! never its held-out slides): the conformal (1+1/n)·L quantile of the score
+//! s = (y − median)/(q_{(1+L)/2} − median) above the median, (median − y)/(median − q_{(1−L)/2})
+//! below it, so that stretching each interval's half-widths by c_L around the median covers
+//! a fraction L of the fit's values.
+//!
+//! `rnafm-run` applies it to the draws themselves: a draw at rank i of n sits at central
+//! level u = |2i/(n−1) − 1| and moves to median + c(u)·(x − median), with c interpolated
+//! linearly between the fitted levels (constant outside them). Every summary (sd, quantiles,
+//! pathway scores) and saved sample then carries the calibration. One set of factors holds
+//! for every gene, and only for the guidance scale and step count it was fitted at.
+
+use std::path::Path;
+
+use ndarray::{ArrayView2, ArrayView3, ArrayViewMut2};
+
+use crate::error::{Error, Result};
+
+/// Central interval levels fitted by default (those the evaluation reports).
+pub const DEFAULT_LEVELS: [f64; 3] = [0.5, 0.8, 0.9];
+
+/// The half-width factor of one central interval level.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LevelFactor {
+    /// Central interval level in (0, 1), e.g. 0.9 for the 5–95% interval.
+    pub level: f64,
+    /// Multiplier of the interval's half-widths around the median.
+    pub factor: f64,
+    /// Coverage of the uncalibrated interval on the fit's values (for the record).
+    pub coverage_before: f64,
+}
+
+/// Interval calibration for one sampling setting (manifest field `calibration`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Calibration {
+    /// Guidance scale of the draws it was fitted on.
+    pub cfg: f32,
+    /// Time points of the Euler grid of those draws.
+    pub steps: usize,
+    /// Fitted levels in ascending order.
+    pub levels: Vec<LevelFactor>,
+    /// Slides and (slide, gene) values of the fit.
+    pub slides: usize,
+    pub values: usize,
+    /// What the fit ran on, e.g. "validation patients of fold 0".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fitted_on: Option<String>,
+}
+
+/// The fit's scores for one level at one (slide, gene): see the module docs.
+fn score(sorted: &[f64], y: f64, level: f64) -> f64 {
+    let m = quantile_sorted(sorted, 0.5);
+    let (d, half) = if y >= m {
+        (y - m, quantile_sorted(sorted, (1.0 + level) / 2.0) - m)
+    } else {
+        (m - y, m - quantile_sorted(sorted, (1.0 - level) / 2.0))
+    };
+    if d == 0.0 {
+        0.0
+    } else if half <= 0.0 {
+        f64::INFINITY
+    } else {
+        d / half
+    }
+}
+
+/// Quantile of sorted values with linear interpolation (NumPy's default).
+fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
+    match sorted.len() {
+        0 => f64::NAN,
+        1 => sorted[0],
+        n => {
+            let pos = q.clamp(0.0, 1.0) * (n - 1) as f64;
+            let lo = pos.floor() as usize;
+            let hi = (lo + 1).min(n - 1);
+            sorted[lo] + (pos - lo as f64) * (sorted[hi] - sorted[lo])
+        }
+    }
+}
+
+/// Fits the factors of `levels` from draws `samples` [n, slides, genes] and the true
+/// values `truth` [slides, genes] (any per-gene affine scale, e.g. log2(FPKM-UQ+1)).
+/// `origin` names the data in errors.
+pub fn fit_levels(
+    samples: ArrayView3<'_, f32>,
+    truth: ArrayView2<'_, f32>,
+    levels: &[f64],
+    origin: &Path,
+) -> Result<Vec<LevelFactor>> {
+    let (n, s, g) = samples.dim();
+    if (s, g) != truth.dim() {
+        return Err(Error::invalid(
+            origin,
+            format!(
+                "draws cover {s}×{g} (slides × genes) but the truth is {:?}",
+                truth.dim()
+            ),
+        ));
+    }
+    if n < 2 || s * g == 0 {
+        return Err(Error::invalid(
+            origin,
+            "calibration needs at least 2 draws of at least one value",
+        ));
+    }
+    if levels.iter().any(|&l| !(l > 0.0 && l < 1.0)) {
+        return Err(Error::invalid(origin, "interval levels must lie in (0, 1)"));
+    }
+    let mut scores = vec![Vec::with_capacity(s * g); levels.len()];
+    let mut buf = vec![0f64; n];
+    for i in 0..s {
+        for j in 0..g {
+            let y = f64::from(truth[[i, j]]);
+            if !y.is_finite() {
+                continue;
+            }
+            for (b, &v) in buf.iter_mut().zip(samples.slice(ndarray::s![.., i, j])) {
+                *b = f64::from(v);
+            }
+            buf.sort_by(f64::total_cmp);
+            for (sc, &l) in scores.iter_mut().zip(levels) {
+                sc.push(score(&buf, y, l));
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(levels.len());
+    for (mut sc, &level) in scores.into_iter().zip(levels) {
+        let m = sc.len();
+        if m == 0 {
+            return Err(Error::invalid(origin, "no finite true value to fit on"));
+        }
+        sc.sort_by(f64::total_cmp);
+        let coverage_before = sc.iter().filter(|&&x| x <= 1.0).count() as f64 / m as f64;
+        // Split-conformal rank: the ⌈(m+1)L⌉-th smallest score covers ≥ L of new values.
+        let k = (((m + 1) as f64 * level).ceil() as usize).clamp(1, m);
+        let factor = sc[k - 1];
+        if !factor.is_finite() {
+            return Err(Error::invalid(
+                origin,
+                format!(
+                    "cannot calibrate the {:.0}% interval: too many values lie outside draws that do not vary",
+                    level * 100.0
+                ),
+            ));
+        }
+        out.push(LevelFactor {
+            level,
+            // A zero factor (every truth at its median) would collapse the draws.
+            factor: factor.max(1e-3),
+            coverage_before,
+        });
+    }
+    Ok(out)
+}
+
+impl Calibration {
+    /// Checks levels (ascending, in (0, 1)) and factors (finite, > 0).
+    pub fn validate(&self, origin: &Path) -> Result<()> {
+        if self.levels.is_empty() {
+            return Err(Error::invalid(origin, "calibration has no levels"));
+        }
+        for w in self.levels.windows(2) {
+            if w[0].level >= w[1].level {
+                return Err(Error::invalid(
+                    origin,
+                    "calibration levels must be strictly ascending",
+                ));
+            }
+        }
+        for l in &self.levels {
+            if !(l.level > 0.0 && l.level < 1.0 && l.factor.is_finite() && l.factor > 0.0) {
+                return Err(Error::invalid(
+                    origin,
+                    format!(
+                        "calibration level {} has factor {}; levels must lie in (0, 1) and factors be finite and > 0",
+                        l.level, l.factor
+                    ),
+                ));
+            }
+        }
+        if self.steps < 2 || !self.cfg.is_finite() {
+            return Err(Error::invalid(
+                origin,
+                "calibration cfg must be finite and steps >= 2",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The half-width factor at central level `u`: linear between fitted levels,
+    /// constant beyond the first and last.
+    pub fn factor_at(&self, u: f64) -> f64 {
+        let l = &self.levels;
+        if u <= l[0].level {
+            return l[0].factor;
+        }
+        for w in l.windows(2) {
+            if u <= w[1].level {
+                let t = (u - w[0].level) / (w[1].level - w[0].level);
+                return w[0].factor + t * (w[1].factor - w[0].factor);
+            }
+        }
+        l[l.len() - 1].factor
+    }
+
+    /// Whether it was fitted for this sampling setting.
+    pub fn matches(&self, cfg: f32, steps: usize) -> bool {
+        (self.cfg - cfg).abs() <= 1e-4 && self.steps == steps
+    }
+
+    /// Stretches every column of `draws` [n, genes] around its median (module docs).
+    /// Order within a column is kept: where interpolated factors would let a draw pass its
+    /// outer neighbour, it is held at the neighbour's value.
+    pub fn apply(&self, mut draws: ArrayViewMut2<'_, f32>) {
+        let n = draws.nrows();
+        if n < 2 {
+            return;
+        }
+        let factors: Vec<f64> = (0..n)
+            .map(|i| self.factor_at((2.0 * i as f64 / (n - 1) as f64 - 1.0).abs()))
+            .collect();
+        let mut order: Vec<usize> = (0..n).collect();
+        let mut sorted = vec![0f64; n];
+        let mut moved = vec![0f64; n];
+        for mut col in draws.columns_mut() {
+            order.sort_by(|&a, &b| col[a].total_cmp(&col[b]).then(a.cmp(&b)));
+            for (s, &i) in sorted.iter_mut().zip(&order) {
+                *s = f64::from(col[i]);
+            }
+            let m = quantile_sorted(&sorted, 0.5);
+            for ((mv, &x), &c) in moved.iter_mut().zip(&sorted).zip(&factors) {
+                *mv = m + c * (x - m);
+            }
+            // Keep the order outward from the median on each side.
+            let mid = n / 2;
+            for r in mid + 1..n {
+                moved[r] = moved[r].max(moved[r - 1]);
+            }
+            for r in (0..mid).rev() {
+                moved[r] = moved[r].min(moved[r + 1]);
+            }
+            for (&i, &v) in order.iter().zip(&moved) {
+                col[i] = v as f32;
+            }
+        }
+    }
+}
+
+/// Reads a calibration file: a JSON list of calibrations (or a single one), each checked.
+pub fn read_file(path: &Path) -> Result<Vec<Calibration>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| Error::invalid(path, format!("not JSON: {e}")))?;
+    let list = if v.is_array() {
+        v
+    } else {
+        serde_json::Value::Array(vec![v])
+    };
+    let cals: Vec<Calibration> = serde_json::from_value(list)
+        .map_err(|e| Error::invalid(path, format!("not a calibration: {e}")))?;
+    for c in &cals {
+        c.validate(path)?;
+    }
+    Ok(cals)
+}
+
+/// Writes `cals` as a JSON list, atomically.
+pub fn write_file(path: &Path, cals: &[Calibration]) -> Result<()> {
+    let text = serde_json::to_string_pretty(cals).expect("calibrations serialise");
+    crate::atomic::write_bytes_atomic(path, text.as_bytes())
+}
+
+/// `all` with `new` added, replacing one fitted for the same sampling setting.
+pub fn merge(mut all: Vec<Calibration>, new: Calibration) -> Vec<Calibration> {
+    all.retain(|c| !c.matches(new.cfg, new.steps));
+    all.push(new);
+    all.sort_by(|a, b| a.cfg.total_cmp(&b.cfg).then(a.steps.cmp(&b.steps)));
+    all
+}
+
+/// What a run did about interval calibration (`run.json` field `calibration`).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CalibrationUse {
+    pub applied: bool,
+    /// Why not, when not applied (none in the model, none for this setting, or turned off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The calibration applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<Calibration>,
+}
+
+impl CalibrationUse {
+    /// Picks the calibration of `all` for a run at (`cfg`, `steps`) unless `disabled`.
+    pub fn choose(all: &[Calibration], cfg: f32, steps: usize, disabled: bool) -> Self {
+        let not = |reason: String| CalibrationUse {
+            applied: false,
+            reason: Some(reason),
+            calibration: None,
+        };
+        if disabled {
+            return not("turned off (--no-calibration)".into());
+        }
+        if all.is_empty() {
+            return not("the model has no interval calibration".into());
+        }
+        match select(all, cfg, steps) {
+            Some(c) => CalibrationUse {
+                applied: true,
+                reason: None,
+                calibration: Some(c.clone()),
+            },
+            None => {
+                let have: Vec<String> = all
+                    .iter()
+                    .map(|c| format!("guidance {} with {} time points", c.cfg, c.steps))
+                    .collect();
+                not(format!(
+                    "no calibration for guidance {cfg} with {steps} time points (the model has {})",
+                    have.join(", ")
+                ))
+            }
+        }
+    }
+}
+
+/// A line for `rnafm-run inspect`: the calibrated settings and their factors.
+pub fn describe(all: &[Calibration]) -> String {
+    if all.is_empty() {
+        return "\n  interval calibration: none (raw spread of the draws)".into();
+    }
+    let parts: Vec<String> = all
+        .iter()
+        .map(|c| {
+            let f: Vec<String> = c
+                .levels
+                .iter()
+                .map(|l| format!("{:.0}% ×{:.2}", l.level * 100.0, l.factor))
+                .collect();
+            format!(
+                "guidance {} with {} time points ({}; {} slides)",
+                c.cfg,
+                c.steps,
+                f.join(", "),
+                c.slides
+            )
+        })
+        .collect();
+    format!("\n  interval calibration: {}", parts.join("; "))
+}
+
+/// The calibration of `all` fitted for (`cfg`, `steps`), if any.
+pub fn select(all: &[Calibration], cfg: f32, steps: usize) -> Option<&Calibration> {
+    all.iter().find(|c| c.matches(cfg, steps))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{Array2, Array3};
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+    use rand_distr::{Distribution, Normal};
+
+    fn cal(levels: &[(f64, f64)]) -> Calibration {
+        Calibration {
+            cfg: 2.0,
+            steps: 20,
+            levels: levels
+                .iter()
+                .map(|&(level, factor)| LevelFactor {
+                    level,
+                    factor,
+                    coverage_before: 0.0,
+                })
+                .collect(),
+            slides: 1,
+            values: 1,
+            fitted_on: None,
+        }
+    }
+
+    /// Draws from N(mu, sd) while the truth comes from N(mu, k·sd): the fitted factor at
+    /// every level must recover k.
+    #[test]
+    fn fit_recovers_a_known_scale() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let (n, s, g) = (200, 40, 50);
+        let k = 1.7f64;
+        let mut draws = Array3::<f32>::zeros((n, s, g));
+        let mut truth = Array2::<f32>::zeros((s, g));
+        for i in 0..s {
+            for j in 0..g {
+                let mu = (i as f64 * 0.3 + j as f64 * 0.1).sin() * 3.0;
+                let sd = 0.2 + 0.05 * (j % 7) as f64;
+                let d = Normal::new(mu, sd).unwrap();
+                for r in 0..n {
+                    draws[[r, i, j]] = d.sample(&mut rng) as f32;
+                }
+                truth[[i, j]] = Normal::new(mu, k * sd).unwrap().sample(&mut rng) as f32;
+            }
+        }
+        let f = fit_levels(draws.view(), truth.view(), &DEFAULT_LEVELS, Path::new("t")).unwrap();
+        for lf in &f {
+            assert!(
+                (lf.factor - k).abs() < 0.12 * k,
+                "level {} factor {} (want {k})",
+                lf.level,
+                lf.factor
+            );
+            assert!(lf.coverage_before < lf.level - 0.1, "{lf:?}");
+        }
+        // Already calibrated draws (k = 1) give factors near 1.
+        let mut truth1 = Array2::<f32>::zeros((s, g));
+        for i in 0..s {
+            for j in 0..g {
+                let col: Vec<f32> = draws.slice(ndarray::s![.., i, j]).to_vec();
+                let mu = col.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64;
+                let sd = 0.2 + 0.05 * (j % 7) as f64;
+                truth1[[i, j]] = Normal::new(mu, sd).unwrap().sample(&mut rng) as f32;
+            }
+        }
+        let f1 = fit_levels(draws.view(), truth1.view(), &DEFAULT_LEVELS, Path::new("t")).unwrap();
+        assert!(f1.iter().all(|l| (l.factor - 1.0).abs() < 0.15), "{f1:?}");
+    }
+
+    #[test]
+    fn apply_scales_interval_widths_by_the_factor() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let d = Normal::new(5.0, 0.4).unwrap();
+        let mut x = Array2::<f32>::zeros((101, 3));
+        x.mapv_inplace(|_| d.sample(&mut rng) as f32);
+        let before = x.clone();
+        let c = cal(&[(0.5, 2.5), (0.9, 2.5)]);
+        c.apply(x.view_mut());
+        for j in 0..3 {
+            let q = |a: &Array2<f32>, p: f64| {
+                let mut v: Vec<f64> = a.column(j).iter().map(|&v| f64::from(v)).collect();
+                v.sort_by(f64::total_cmp);
+                quantile_sorted(&v, p)
+            };
+            assert!((q(&x, 0.5) - q(&before, 0.5)).abs() < 1e-5);
+            let w0 = q(&before, 0.95) - q(&before, 0.05);
+            let w1 = q(&x, 0.95) - q(&x, 0.05);
+            assert!((w1 / w0 - 2.5).abs() < 1e-4, "{}", w1 / w0);
+        }
+        // Each draw keeps its rank.
+        for j in 0..3 {
+            for a in 0..101 {
+                for b in 0..101 {
+                    if before[[a, j]] < before[[b, j]] {
+                        assert!(x[[a, j]] <= x[[b, j]]);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn factors_interpolate_between_levels() {
+        let c = cal(&[(0.5, 2.0), (0.8, 1.4), (0.9, 1.2)]);
+        assert_eq!(c.factor_at(0.1), 2.0);
+        assert!((c.factor_at(0.65) - 1.7).abs() < 1e-12);
+        assert!((c.factor_at(0.85) - 1.3).abs() < 1e-12);
+        assert_eq!(c.factor_at(0.99), 1.2);
+        assert!(c.validate(Path::new("m")).is_ok());
+        assert!(
+            cal(&[(0.9, 1.0), (0.5, 1.0)])
+                .validate(Path::new("m"))
+                .is_err()
+        );
+        assert!(cal(&[(0.5, 0.0)]).validate(Path::new("m")).is_err());
+        assert!(select(std::slice::from_ref(&c), 2.0, 20).is_some());
+        assert!(select(std::slice::from_ref(&c), 3.0, 20).is_none());
+    }
+}

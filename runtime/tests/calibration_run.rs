@@ -1,0 +1,184 @@
+//! `rnafm-run` with a bundle that carries interval calibration: the matching calibration
+//! stretches every interval by its stored factor around the unchanged median, run.json says
+//! so, `--no-calibration` and a guidance without calibration leave the draws as they are.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use ndarray::Array2;
+use rnafm_runtime::calibration::{Calibration, LevelFactor};
+
+const P: usize = 2;
+const H: usize = 4;
+const K: usize = 3;
+
+fn calibration(cfg: f32, factor: f64) -> Calibration {
+    Calibration {
+        cfg,
+        steps: 20,
+        levels: [0.5, 0.8, 0.9]
+            .iter()
+            .map(|&level| LevelFactor {
+                level,
+                factor,
+                coverage_before: 0.5,
+            })
+            .collect(),
+        slides: 4,
+        values: 32,
+        fitted_on: Some("test".into()),
+    }
+}
+
+fn write_bundle(model_dir: &Path, path: &Path, cals: Vec<Calibration>) {
+    use rnafm_runtime::bundle::BundleWriter;
+    use rnafm_runtime::manifest::{Manifest, SCHEMA_VERSION, SamplingDefaults, SlideContract};
+    let spec = rnafm_runtime::model_spec::ModelSpec::read(&model_dir.join("model.json")).unwrap();
+    let manifest = Manifest {
+        schema_version: SCHEMA_VERSION,
+        model: spec,
+        slide: SlideContract {
+            clusters: K,
+            feat_dim: H,
+            encoder: "toy".into(),
+            microns_per_pixel: 0.5,
+            tile_size: 224,
+        },
+        sampling: SamplingDefaults::default(),
+        feature_stats: None,
+        cv_r: None,
+        provenance: None,
+        calibration: Some(cals),
+        members: Default::default(),
+        self_test: None,
+    };
+    let mut w = BundleWriter::new(manifest);
+    for name in [
+        "condition.onnx",
+        "embed.onnx",
+        "backbone.onnx",
+        "heads.onnx",
+        "null_slide_emb.npy",
+    ] {
+        w.add(name, std::fs::read(model_dir.join(name)).unwrap())
+            .unwrap();
+    }
+    w.write(path).unwrap();
+}
+
+/// Per gene (median, q95 − q05, q75 − q25) from a genes.tsv.
+fn intervals(path: &Path) -> Vec<(f64, f64, f64)> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    let head: Vec<&str> = lines.next().unwrap().split('\t').collect();
+    let col = |n: &str| head.iter().position(|h| *h == n).unwrap();
+    let (med, q05, q25, q75, q95) = (
+        col("median"),
+        col("q05"),
+        col("q25"),
+        col("q75"),
+        col("q95"),
+    );
+    lines
+        .map(|l| {
+            let f: Vec<f64> = l.split('\t').skip(1).map(|v| v.parse().unwrap()).collect();
+            // columns after the gene name
+            let g = |i: usize| f[i - 1];
+            (g(med), g(q95) - g(q05), g(q75) - g(q25))
+        })
+        .collect()
+}
+
+fn run(bundle: &Path, slide: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rnafm-run"));
+    if std::env::var_os("ORT_DYLIB_PATH").is_none() {
+        c.env(
+            "ORT_DYLIB_PATH",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../.ort/libonnxruntime.so"),
+        );
+    }
+    let o = c
+        .arg(slide)
+        .arg("--model")
+        .arg(bundle)
+        .args(["--samples", "41", "--quiet", "--out"])
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn calibration_scales_interval_widths_by_the_stored_factor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    common::write_toy_model_dir(&root.join("model"), P, H, K);
+    let bundle = root.join("m.rnafm");
+    write_bundle(
+        &root.join("model"),
+        &bundle,
+        vec![calibration(2.0, 1.5), calibration(3.0, 0.5)],
+    );
+    let slide = root.join("s.npy");
+    let a = Array2::from_shape_fn((K, H), |(k, d)| (k as f32 - d as f32) * 0.3);
+    rnafm_runtime::npy::write_npy(&slide, &a).unwrap();
+
+    let cal = run(&bundle, &slide, &root.join("cal"), &[]);
+    let raw = run(&bundle, &slide, &root.join("raw"), &["--no-calibration"]);
+    assert_eq!(cal["calibration"]["applied"], true);
+    assert_eq!(
+        cal["calibration"]["calibration"]["levels"][2]["factor"],
+        1.5
+    );
+    assert_eq!(raw["calibration"]["applied"], false);
+    assert!(
+        raw["calibration"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("--no-calibration")
+    );
+    let c = intervals(&root.join("cal/s.genes.tsv"));
+    let r = intervals(&root.join("raw/s.genes.tsv"));
+    assert_eq!(c.len(), P * H);
+    let mut checked = 0;
+    for ((cm, c90, c50), (rm, r90, r50)) in c.iter().zip(&r) {
+        assert!((cm - rm).abs() < 1e-4, "median moved: {cm} vs {rm}");
+        if *r90 > 1e-4 && *r50 > 1e-4 {
+            assert!((c90 / r90 - 1.5).abs() < 1e-3, "90%: {c90} / {r90}");
+            assert!((c50 / r50 - 1.5).abs() < 1e-3, "50%: {c50} / {r50}");
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "toy draws have no spread");
+
+    // Guidance 3 has its own factor (0.5); guidance 2.5 has none: draws left as they are.
+    let c3 = run(&bundle, &slide, &root.join("c3"), &["--cfg", "3"]);
+    assert_eq!(c3["calibration"]["calibration"]["cfg"], 3.0);
+    let r3 = run(
+        &bundle,
+        &slide,
+        &root.join("r3"),
+        &["--cfg", "3", "--no-calibration"],
+    );
+    assert_eq!(r3["calibration"]["applied"], false);
+    for ((_, c90, _), (_, r90, _)) in intervals(&root.join("c3/s.genes.tsv"))
+        .iter()
+        .zip(&intervals(&root.join("r3/s.genes.tsv")))
+    {
+        if *r90 > 1e-4 {
+            assert!((c90 / r90 - 0.5).abs() < 1e-3, "{c90} / {r90}");
+        }
+    }
+    let none = run(&bundle, &slide, &root.join("none"), &["--cfg", "2.5"]);
+    assert_eq!(none["calibration"]["applied"], false);
+    assert!(
+        none["calibration"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no calibration for guidance 2.5")
+    );
+}

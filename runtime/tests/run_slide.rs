@@ -1,0 +1,280 @@
+//! `rnafm-run SLIDE.svs --encoder ENC.onnx --model M.rnafm` on the real Aperio test slide:
+//! one step gives the same predictions as `rnafm-features` followed by `rnafm-run` on its
+//! .npy, with the tiling taken from the bundle's manifest; a slide without --encoder and an
+//! encoder of the wrong width fail with one-line errors.
+
+mod common;
+#[allow(dead_code)]
+mod slide_support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use slide_support::{test_slide, tiny_encoder};
+
+const P: usize = 2;
+const H: usize = 4;
+const K: usize = 3;
+/// Tiling recorded in the test bundle's manifest (rnafm-features' defaults differ: 256 px).
+const TILE: usize = 224;
+const MPP: f32 = 0.5;
+
+fn bin(name: &str) -> Command {
+    let mut c = Command::new(match name {
+        "rnafm-run" => env!("CARGO_BIN_EXE_rnafm-run"),
+        _ => env!("CARGO_BIN_EXE_rnafm-features"),
+    });
+    if std::env::var_os("ORT_DYLIB_PATH").is_none() {
+        c.env(
+            "ORT_DYLIB_PATH",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../.ort/libonnxruntime.so"),
+        );
+    }
+    c
+}
+
+fn run(name: &str, args: &[&str]) -> Output {
+    bin(name).args(args).output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The toy model (feature width H, K clusters) as a bundle whose manifest says how slides
+/// are tiled.
+fn write_bundle(root: &Path) -> PathBuf {
+    use rnafm_runtime::bundle::BundleWriter;
+    use rnafm_runtime::manifest::{Manifest, SCHEMA_VERSION, SamplingDefaults, SlideContract};
+    let dir = root.join("model");
+    common::write_toy_model_dir(&dir, P, H, K);
+    let spec = rnafm_runtime::model_spec::ModelSpec::read(&dir.join("model.json")).unwrap();
+    let manifest = Manifest {
+        schema_version: SCHEMA_VERSION,
+        model: spec,
+        slide: SlideContract {
+            clusters: K,
+            feat_dim: H,
+            encoder: "tiny".into(),
+            microns_per_pixel: MPP,
+            tile_size: TILE,
+        },
+        sampling: SamplingDefaults::default(),
+        feature_stats: None,
+        cv_r: None,
+        provenance: None,
+        calibration: None,
+        members: Default::default(),
+        self_test: None,
+    };
+    let mut w = BundleWriter::new(manifest);
+    for name in [
+        "condition.onnx",
+        "embed.onnx",
+        "backbone.onnx",
+        "heads.onnx",
+        "null_slide_emb.npy",
+    ] {
+        w.add(name, std::fs::read(dir.join(name)).unwrap()).unwrap();
+    }
+    let path = root.join("toy.rnafm");
+    w.write(&path).unwrap();
+    path
+}
+
+#[test]
+fn slide_image_to_prediction_in_one_step() {
+    let Some(slide) = test_slide() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let model = write_bundle(root);
+    let enc = root.join("enc.onnx");
+    std::fs::write(&enc, tiny_encoder(H)).unwrap();
+    let (slide_s, model_s, enc_s) = (
+        slide.display().to_string(),
+        model.display().to_string(),
+        enc.display().to_string(),
+    );
+    let common = ["--samples", "6", "--device", "cpu", "--threads", "1"];
+
+    // One step.
+    let one = root.join("one");
+    let o = run(
+        "rnafm-run",
+        &[
+            &slide_s,
+            "--encoder",
+            &enc_s,
+            "--model",
+            &model_s,
+            "--out",
+            one.to_str().unwrap(),
+            "--quiet",
+        ]
+        .into_iter()
+        .chain(common)
+        .collect::<Vec<_>>(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(one.join("run.json")).unwrap()).unwrap();
+    let rec = &report["slides"][0];
+    assert_eq!(rec["status"], "ok", "{rec}");
+    let tiles = rec["tiles"].as_u64().unwrap();
+    assert!(tiles > K as u64, "{rec}");
+
+    // Two steps with the manifest's tiling spelled out: the same tiles and the same numbers.
+    let feats = root.join("feats/cmu_small_region.npy");
+    std::fs::create_dir_all(feats.parent().unwrap()).unwrap();
+    let o = run(
+        "rnafm-features",
+        &[
+            &slide_s,
+            "--encoder",
+            &enc_s,
+            "--clusters",
+            &K.to_string(),
+            "--tile",
+            &TILE.to_string(),
+            "--tile-mpp",
+            &MPP.to_string(),
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--out",
+            feats.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let tiles_npz = root.join("feats/cmu_small_region_tiles.npz");
+    let mut npz = ndarray_npy::NpzReader::new(std::fs::File::open(&tiles_npz).unwrap()).unwrap();
+    let coords: ndarray::Array2<i64> = npz.by_name("coords").unwrap();
+    assert_eq!(coords.nrows() as u64, tiles);
+    let two = root.join("two");
+    let o = run(
+        "rnafm-run",
+        &[
+            feats.to_str().unwrap(),
+            "--model",
+            &model_s,
+            "--out",
+            two.to_str().unwrap(),
+            "--quiet",
+        ]
+        .into_iter()
+        .chain(common)
+        .collect::<Vec<_>>(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in [
+        "cmu_small_region.genes.tsv",
+        "cmu_small_region.pathways.tsv",
+    ] {
+        let a = std::fs::read_to_string(one.join(f)).unwrap();
+        let b = std::fs::read_to_string(two.join(f)).unwrap();
+        assert_eq!(a, b, "{f}");
+        assert_eq!(
+            a.lines().count(),
+            if f.contains("genes") { P * H } else { P } + 1
+        );
+    }
+
+    // The tile size is the manifest's, not rnafm-features' default: 256-px tiles differ.
+    let o = run(
+        "rnafm-run",
+        &[
+            &slide_s,
+            "--encoder",
+            &enc_s,
+            "--model",
+            &model_s,
+            "--tile",
+            "256",
+            "--out",
+            root.join("t256").to_str().unwrap(),
+            "--quiet",
+        ]
+        .into_iter()
+        .chain(common)
+        .collect::<Vec<_>>(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let a = std::fs::read_to_string(one.join("cmu_small_region.genes.tsv")).unwrap();
+    let b = std::fs::read_to_string(root.join("t256/cmu_small_region.genes.tsv")).unwrap();
+    assert_ne!(a, b);
+}
+
+#[test]
+fn slide_image_errors() {
+    let Some(slide) = test_slide() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let model = write_bundle(root);
+    let slide_s = slide.display().to_string();
+    let out = root.join("out");
+
+    // No --encoder: a usage error naming the file and the flag, nothing written.
+    let o = run(
+        "rnafm-run",
+        &[
+            &slide_s,
+            "--model",
+            model.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert!(
+        e.contains("cmu_small_region.svs") && e.contains("--encoder"),
+        "{e}"
+    );
+    assert!(!out.exists());
+
+    // An encoder whose features are not the model's width: that slide fails, exit 1.
+    let enc = root.join("enc5.onnx");
+    std::fs::write(&enc, tiny_encoder(H + 1)).unwrap();
+    let o = run(
+        "rnafm-run",
+        &[
+            &slide_s,
+            "--encoder",
+            enc.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--device",
+            "cpu",
+            "--quiet",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("cmu_small_region.svs") && e.contains(&format!("{}-dimensional", H + 1)),
+        "{e}"
+    );
+    assert!(!out.join("cmu_small_region.genes.tsv").exists());
+
+    // A missing encoder file: named, with the flag.
+    let o = run(
+        "rnafm-run",
+        &[
+            &slide_s,
+            "--encoder",
+            "/nonexistent/enc.onnx",
+            "--model",
+            model.to_str().unwrap(),
+        ],
+    );
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("/nonexistent/enc.onnx") && e.contains("--encoder"),
+        "{e}"
+    );
+}

@@ -1,0 +1,232 @@
+//! `rnafm-train calibrate`: fits interval calibration factors (see
+//! `rnafm_runtime::calibration`) from `rnafm-run` draws on slides the model did not train
+//! on and that are not the evaluation slides — a fold's validation patients
+//! (`fold_N/validation.txt`). The result goes to a calibration file that `rnafm-export`
+//! stores in the bundle.
+
+use std::path::PathBuf;
+
+use ndarray::Axis;
+use rnafm_runtime::calibration::{self, Calibration};
+use rnafm_runtime::reference_csv::ReferenceCohort;
+use rnafm_runtime::{Error, Result, genes::GeneList};
+
+use crate::evaluate::read_predictions;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct CalibrateArgs {
+    /// rnafm-run output folder with `<slide>.samples.npy` draws (--save-samples,
+    /// --no-calibration) and its run.json.
+    #[arg(long)]
+    pub pred: PathBuf,
+    /// Reference CSV with the measured values of those slides.
+    #[arg(long)]
+    pub truth: PathBuf,
+    /// Gene list in the draws' column order (default: the CSV's gene columns).
+    #[arg(long)]
+    pub genes: Option<PathBuf>,
+    /// Fit on these slides only (one name a line, e.g. fold_0/validation.txt); default:
+    /// every CSV slide with draws in --pred.
+    #[arg(long, value_name = "LIST")]
+    pub slides: Option<PathBuf>,
+    /// Calibration file to write (e.g. <run>/fold_0/calibration.json). Entries of an
+    /// existing file for other guidance scales or step counts are kept.
+    #[arg(short, long)]
+    pub out: PathBuf,
+    /// Central interval levels to fit, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = calibration::DEFAULT_LEVELS)]
+    pub levels: Vec<f64>,
+    /// What the slides are, recorded with the factors.
+    #[arg(long, default_value = "validation patients")]
+    pub fitted_on: String,
+}
+
+/// Sampling setting of the draws from the run's run.json: (cfg, steps).
+fn run_setting(args: &CalibrateArgs) -> Result<(f32, usize)> {
+    let path = args.pred.join("run.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| Error::invalid(&path, format!("not JSON: {e}")))?;
+    let cfg = v.get("cfg").and_then(|x| x.as_f64());
+    let steps = v.get("steps").and_then(|x| x.as_u64());
+    let (Some(cfg), Some(steps)) = (cfg, steps) else {
+        return Err(Error::invalid(
+            &path,
+            "no cfg/steps (not an rnafm-run run.json)",
+        ));
+    };
+    if v.pointer("/calibration/applied").and_then(|x| x.as_bool()) == Some(true) {
+        return Err(Error::invalid(
+            &path,
+            "these draws were calibrated already; run rnafm-run with --no-calibration",
+        ));
+    }
+    if v.get("unit").and_then(|x| x.as_str()) == Some("FPKM-UQ") {
+        return Err(Error::invalid(
+            &path,
+            "draws are in FPKM-UQ; calibrate on log2(FPKM-UQ+1) draws (run without --fpkm)",
+        ));
+    }
+    Ok((cfg as f32, steps as usize))
+}
+
+/// Fits and writes the calibration; returns the new entry.
+pub fn run_calibrate(args: &CalibrateArgs) -> Result<Calibration> {
+    let (cfg, steps) = run_setting(args)?;
+    let cohort = ReferenceCohort::read(&args.truth)?;
+    let (truth, n_genes) = match &args.genes {
+        Some(p) => {
+            let g = GeneList::read(p)?;
+            (cohort.aligned(&g)?, g.len())
+        }
+        None => (cohort.log2.clone(), cohort.genes.len()),
+    };
+    let rows: Vec<usize> = match &args.slides {
+        Some(list) => {
+            let text = std::fs::read_to_string(list).map_err(|e| Error::io(list, e))?;
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(|name| {
+                    cohort.slides.iter().position(|s| s == name).ok_or_else(|| {
+                        Error::invalid(
+                            list,
+                            format!("slide {name} is not in {}", args.truth.display()),
+                        )
+                    })
+                })
+                .collect::<Result<_>>()?
+        }
+        None => (0..cohort.len())
+            .filter(|&i| {
+                args.pred
+                    .join(format!("{}.samples.npy", cohort.slides[i]))
+                    .is_file()
+            })
+            .collect(),
+    };
+    if rows.is_empty() {
+        return Err(Error::invalid(
+            &args.pred,
+            "no <slide>.samples.npy for any slide of the reference CSV",
+        ));
+    }
+    let names: Vec<String> = rows.iter().map(|&i| cohort.slides[i].clone()).collect();
+    let (_, samples) = read_predictions(&args.pred, &names, &rows, cohort.len(), n_genes)?;
+    let samples = samples.ok_or_else(|| Error::invalid(&args.pred, "no draws"))?;
+    let truth = truth.select(Axis(0), &rows);
+    let levels = calibration::fit_levels(samples.view(), truth.view(), &args.levels, &args.pred)?;
+    let new = Calibration {
+        cfg,
+        steps,
+        levels,
+        slides: rows.len(),
+        values: truth.len(),
+        fitted_on: Some(args.fitted_on.clone()),
+    };
+    new.validate(&args.pred)?;
+    let existing = if args.out.is_file() {
+        calibration::read_file(&args.out)?
+    } else {
+        Vec::new()
+    };
+    calibration::write_file(&args.out, &calibration::merge(existing, new.clone()))?;
+    Ok(new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+    use rand_distr::{Distribution, Normal};
+
+    /// Draws in an rnafm-run folder whose spread is half the truth's: the fitted factors
+    /// are about 2, merge with an existing entry for another guidance, and calibrated
+    /// draws are refused.
+    #[test]
+    fn fits_from_an_rnafm_run_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let (slides, genes, n) = (30usize, 40usize, 100usize);
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let mut csv = String::from("wsi_file_name,patient_id");
+        for g in 0..genes {
+            csv.push_str(&format!(",rna_G{g}"));
+        }
+        csv.push('\n');
+        let pred = d.join("pred");
+        std::fs::create_dir_all(&pred).unwrap();
+        for s in 0..slides {
+            csv.push_str(&format!("s{s},p{s}"));
+            let mut draws = Array2::<f32>::zeros((n, genes));
+            for g in 0..genes {
+                let mu = 3.0 + (s * 7 + g) as f64 % 5.0;
+                let log2 = Normal::new(mu, 0.6).unwrap().sample(&mut rng);
+                csv.push_str(&format!(",{}", log2.exp2() - 1.0));
+                let half = Normal::new(mu, 0.3).unwrap();
+                for r in 0..n {
+                    draws[[r, g]] = half.sample(&mut rng) as f32;
+                }
+            }
+            csv.push('\n');
+            rnafm_runtime::npy::write_npy(&pred.join(format!("s{s}.samples.npy")), &draws).unwrap();
+        }
+        std::fs::write(d.join("ref.csv"), csv).unwrap();
+        let run_json = |applied: bool| {
+            serde_json::json!({"cfg": 2.0, "steps": 20, "unit": "log2(FPKM-UQ+1)",
+                "calibration": {"applied": applied}})
+            .to_string()
+        };
+        std::fs::write(pred.join("run.json"), run_json(false)).unwrap();
+        let out = d.join("calibration.json");
+        let mut other = calibration_entry(3.0);
+        other.levels[0].factor = 7.0;
+        calibration::write_file(&out, &[other]).unwrap();
+        let args = CalibrateArgs {
+            pred: pred.clone(),
+            truth: d.join("ref.csv"),
+            genes: None,
+            slides: None,
+            out: out.clone(),
+            levels: calibration::DEFAULT_LEVELS.to_vec(),
+            fitted_on: "test".into(),
+        };
+        let c = run_calibrate(&args).unwrap();
+        assert_eq!((c.slides, c.values, c.steps), (slides, slides * genes, 20));
+        for l in &c.levels {
+            assert!((l.factor - 2.0).abs() < 0.25, "{l:?}");
+        }
+        let back = calibration::read_file(&out).unwrap();
+        assert_eq!(back.len(), 2);
+        assert!(
+            back.iter()
+                .any(|b| b.cfg == 3.0 && b.levels[0].factor == 7.0)
+        );
+        // a second fit for guidance 2 replaces the first
+        run_calibrate(&args).unwrap();
+        assert_eq!(calibration::read_file(&out).unwrap().len(), 2);
+        std::fs::write(pred.join("run.json"), run_json(true)).unwrap();
+        let e = run_calibrate(&args).unwrap_err().to_string();
+        assert!(
+            e.contains("run.json") && e.contains("--no-calibration"),
+            "{e}"
+        );
+    }
+
+    fn calibration_entry(cfg: f32) -> Calibration {
+        Calibration {
+            cfg,
+            steps: 20,
+            levels: vec![calibration::LevelFactor {
+                level: 0.9,
+                factor: 1.0,
+                coverage_before: 0.9,
+            }],
+            slides: 1,
+            values: 1,
+            fitted_on: None,
+        }
+    }
+}
