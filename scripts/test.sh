@@ -14,4 +14,6 @@ export ORT_DYLIB_PATH="$root/.ort/libonnxruntime.so"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+# Paper-size ONNX-vs-burn agreement of a freshly trained model (about 2.5 minutes).
+scripts/paper-parity
 cargo check -p rnafm-trainer --features cuda --all-targets --locked

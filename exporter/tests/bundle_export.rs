@@ -36,6 +36,20 @@ fn export(out: &Path) {
     assert!(st.success());
 }
 
+/// Every graph of `bundle` passes `onnx.checker` (when `.venv` has it).
+fn check_onnx(bundle: &Path) {
+    let venv = root().join(".venv/bin/python");
+    if venv.exists() {
+        let st = Command::new(root().join("scripts/check-onnx"))
+            .arg(bundle)
+            .status()
+            .unwrap();
+        assert!(st.success(), "onnx checker rejected a graph");
+    } else {
+        eprintln!("skipping onnx checker: run scripts/setup.sh --check-tools");
+    }
+}
+
 #[test]
 fn exported_bundle_opens_and_reproduces_its_self_test() {
     let dir = tempfile::tempdir().unwrap();
@@ -88,16 +102,7 @@ fn exported_bundle_opens_and_reproduces_its_self_test() {
     // The run moved away from the noise (not an all-zero velocity).
     assert!(expected.iter().any(|v| v.abs() > 1e-3));
 
-    let venv = root().join(".venv/bin/python");
-    if venv.exists() {
-        let st = Command::new(root().join("scripts/check-onnx"))
-            .arg(&out)
-            .status()
-            .unwrap();
-        assert!(st.success(), "onnx checker rejected a graph");
-    } else {
-        eprintln!("skipping onnx checker: run scripts/setup.sh --check-tools");
-    }
+    check_onnx(&out);
 }
 
 #[test]
@@ -168,4 +173,82 @@ fn checkpoint_folder_exports_with_metrics() {
         .unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("model.safetensors"));
+}
+
+/// `rnafm-export --int8` adds int8 graphs that pass the ONNX checker, open with
+/// `--precision int8`, and give draws close to the fp32 graphs' from the same noise (close,
+/// not equal: the weights and activations of the token-wise linears are rounded to 8 bits).
+#[test]
+fn int8_graphs_check_and_stay_close_to_fp32() {
+    use rnafm_runtime::run::model::{Precision, RunModel};
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("small-int8.rnafm");
+    let f = fixture();
+    let st = Command::new(env!("CARGO_BIN_EXE_rnafm-export"))
+        .arg("--weights")
+        .arg(f.join("weights.safetensors"))
+        .arg("--pathways")
+        .arg(f.join("pathways.json"))
+        .arg("--genes")
+        .arg(f.join("genes.txt"))
+        .args(["--heads", "4", "--int8", "-o"])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let names: Vec<String> = Bundle::open(&out)
+        .unwrap()
+        .member_names()
+        .map(str::to_string)
+        .collect();
+    for m in ["embed.int8.onnx", "backbone.int8.onnx"] {
+        assert!(names.iter().any(|n| n == m), "{m} missing: {names:?}");
+    }
+    let opts = || SessionOptions {
+        device: DeviceChoice::Cpu,
+        threads: 1,
+    };
+    let mut fp = RunModel::open_with(&out, opts(), Precision::Fp32).unwrap();
+    let mut q = RunModel::open_with(&out, opts(), Precision::Int8).unwrap();
+    assert_eq!(q.precision, Precision::Int8);
+    let features =
+        ndarray::Array2::from_shape_fn((8, 48), |(i, j)| ((i * 48 + j) as f32 * 0.37).sin());
+    let params = SampleParams {
+        samples: 8,
+        steps: 20,
+        cfg: 2.0,
+        seed: 5,
+        batch: 8,
+    };
+    let a = fp
+        .graphs
+        .sample(features.view(), 600, &params, &mut || {})
+        .unwrap();
+    let b = q
+        .graphs
+        .sample(features.view(), 600, &params, &mut || {})
+        .unwrap();
+    let n = a.len() as f32;
+    let mad = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).sum::<f32>() / n;
+    let sd = (a.iter().map(|x| x * x).sum::<f32>() / n).sqrt();
+    let (ma, mb) = (a.mean().unwrap(), b.mean().unwrap());
+    let cov = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - ma) * (y - mb))
+        .sum::<f32>();
+    let va = a.iter().map(|x| (x - ma).powi(2)).sum::<f32>();
+    let vb = b.iter().map(|y| (y - mb).powi(2)).sum::<f32>();
+    let corr = cov / (va * vb).sqrt();
+    eprintln!("int8 vs fp32: mean |diff| {mad:.3e} (rms of draws {sd:.3}), corr {corr:.6}");
+    assert!(
+        a != b,
+        "int8 graphs gave the fp32 numbers exactly: not quantised?"
+    );
+    assert!(
+        corr > 0.99 && mad < 0.1 * sd,
+        "int8 drifts: corr {corr}, mean |diff| {mad}"
+    );
+
+    check_onnx(&out);
 }

@@ -138,6 +138,12 @@ impl Bundle {
     pub fn member_names(&self) -> impl Iterator<Item = &str> {
         self.members.keys().map(String::as_str)
     }
+
+    /// Frees the members `drop` selects (the graphs, once ONNX Runtime holds its own copy:
+    /// a paper-size bundle is about 1 GB). The manifest still lists them.
+    pub fn release(&mut self, drop: impl Fn(&str) -> bool) {
+        self.members.retain(|name, _| !drop(name));
+    }
 }
 
 /// Collects members, fills in their checksums and writes the bundle atomically.

@@ -49,36 +49,40 @@ fn cohort(dir: &Path) {
     .unwrap();
 }
 
+/// `rnafm-train train` on the test cohort with the small test model.
+fn base_command(dir: &Path, out: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rnafm-train"));
+    c.current_dir(dir).args([
+        "train",
+        "--csv",
+        "ref.csv",
+        "--features",
+        "features",
+        "--pathways",
+        "pathways.json",
+        "--genes",
+        "genes.txt",
+        "--out",
+        out,
+        "--folds",
+        "2",
+        "--batch",
+        "4",
+        "--hidden",
+        "16",
+        "--depth",
+        "1",
+        "--heads",
+        "2",
+        "--time-points",
+        "4",
+    ]);
+    c
+}
+
 fn train(dir: &Path, out: &str, extra: &[&str]) -> std::process::Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_rnafm-train"))
-        .current_dir(dir)
-        .args([
-            "train",
-            "--csv",
-            "ref.csv",
-            "--features",
-            "features",
-            "--pathways",
-            "pathways.json",
-            "--genes",
-            "genes.txt",
-            "--out",
-            out,
-            "--folds",
-            "2",
-            "--batch",
-            "4",
-            "--hidden",
-            "16",
-            "--depth",
-            "1",
-            "--heads",
-            "2",
-            "--val-every",
-            "1",
-            "--time-points",
-            "4",
-        ])
+    let out = base_command(dir, out)
+        .args(["--val-every", "1"])
         .args(extra)
         .output()
         .expect("run rnafm-train");
@@ -210,39 +214,10 @@ fn bad_input_is_one_line_naming_the_file() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
 
-/// `rnafm-train train` with the small test model and `extra` options, as a command.
+/// As [`train`], validating rarely, as a command with its output discarded.
 fn train_command(dir: &Path, out: &str, extra: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_rnafm-train"));
-    c.current_dir(dir)
-        .args([
-            "train",
-            "--csv",
-            "ref.csv",
-            "--features",
-            "features",
-            "--pathways",
-            "pathways.json",
-            "--genes",
-            "genes.txt",
-            "--out",
-            out,
-            "--folds",
-            "2",
-            "--batch",
-            "4",
-            "--hidden",
-            "16",
-            "--depth",
-            "1",
-            "--heads",
-            "2",
-            "--val-every",
-            "40",
-            "--patience",
-            "1000",
-            "--time-points",
-            "4",
-        ])
+    let mut c = base_command(dir, out);
+    c.args(["--val-every", "40", "--patience", "1000"])
         .args(extra)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());

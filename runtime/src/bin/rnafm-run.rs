@@ -126,7 +126,7 @@ struct RunArgs {
     #[arg(long, default_value_t = 0)]
     threads: usize,
     /// Samples integrated at once (bounds memory; does not change results).
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
     batch: u32,
     /// Output folder (created if needed).
     #[arg(short, long, default_value = "rnafm-out")]

@@ -208,8 +208,13 @@ impl RunModel {
             }
             return Self::open_dir(path, options);
         }
-        let bundle = Bundle::open(path)?;
-        let m = &bundle.manifest;
+        // The whole-file hash (for run.json) is a second pass over ~1 GB at paper size; take
+        // it on another thread while the bundle is read and the sessions are built.
+        let hash = {
+            let p = path.to_path_buf();
+            std::thread::spawn(move || file_sha256(&p))
+        };
+        let mut bundle = Bundle::open(path)?;
         if bundle
             .member_names()
             .all(|n| n != precision.member(BACKBONE))
@@ -224,6 +229,9 @@ impl RunModel {
         }
         let (graphs, device, threads) =
             load_graphs(path, options, |name| bundle.member(precision.member(name)))?;
+        // ONNX Runtime has its own copy of the graphs now.
+        bundle.release(|name| name.ends_with(".onnx"));
+        let m = &bundle.manifest;
         if graphs.hidden() != m.model.config.hidden {
             return Err(Error::invalid(
                 path,
@@ -241,7 +249,9 @@ impl RunModel {
         let spec = m.model.clone();
         Ok(RunModel {
             path: path.to_path_buf(),
-            sha256: file_sha256(path)?,
+            sha256: hash
+                .join()
+                .map_err(|_| Error::Runtime("hashing the bundle panicked".into()))??,
             clusters: spec.config.clusters,
             feat_dim: spec.config.feat_dim,
             genes: spec.genes,
