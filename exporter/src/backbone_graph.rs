@@ -7,7 +7,7 @@ use rnafm_runtime::Result;
 use rnafm_runtime::model_config::ModelConfig;
 use rnafm_runtime::weights::WeightMap;
 
-use crate::layers::Ctx;
+use crate::layers::{Ctx, GraphOptions};
 use crate::onnx_builder::{Dim, attr_i};
 
 pub fn build(
@@ -15,11 +15,10 @@ pub fn build(
     n_tokens: usize,
     w: &WeightMap,
     origin: &Path,
-    int8: bool,
+    opts: GraphOptions,
 ) -> Result<Vec<u8>> {
     let (h, p) = (cfg.hidden, n_tokens);
-    let mut c = Ctx::new(w, origin);
-    c.int8 = int8;
+    let mut c = Ctx::with_options(w, origin, opts);
     let x =
         c.g.input("tokens", &[Dim::Batch, Dim::Fixed(p), Dim::Fixed(h)]);
     let t = c.g.input("t", &[Dim::Batch]);

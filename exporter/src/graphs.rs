@@ -9,6 +9,7 @@ use rnafm_runtime::weights::WeightMap;
 use rnafm_runtime::{Error, Result};
 use tract_onnx::prelude::*;
 
+use crate::layers::GraphOptions;
 use crate::{backbone_graph, condition_graph, embed_graph, heads_graph};
 
 pub const CONDITION: &str = "condition.onnx";
@@ -51,27 +52,52 @@ impl Graphs {
 
     /// Builds the int8 variants of embed.onnx and backbone.onnx.
     pub fn add_int8(&mut self, spec: &ModelSpec, w: &WeightMap, origin: &Path) -> Result<()> {
-        let embed = embed_graph::build(spec, w, origin, true)?;
-        let backbone = backbone_graph::build(&spec.config, spec.pathways.len(), w, origin, true)?;
+        let o = GraphOptions {
+            int8: true,
+            ..GraphOptions::BUNDLE
+        };
+        let embed = embed_graph::build(spec, w, origin, o)?;
+        let backbone = backbone_graph::build(&spec.config, spec.pathways.len(), w, origin, o)?;
         self.int8 = Some([embed, backbone]);
         Ok(())
     }
 }
 
-/// Builds every graph; `progress` is called after each with the graph's member name.
+/// Builds every graph as bundles hold them; `progress` is called after each with the graph's
+/// member name.
 pub fn build(
     spec: &ModelSpec,
     w: &WeightMap,
     origin: &Path,
+    progress: impl FnMut(&str),
+) -> Result<Graphs> {
+    build_with(spec, w, origin, GraphOptions::BUNDLE, progress)
+}
+
+/// The same graphs in standard ONNX operators only (attention unfused), for engines other
+/// than ONNX Runtime; slower there than [`build`]'s.
+pub fn build_portable(spec: &ModelSpec, w: &WeightMap, origin: &Path) -> Result<Graphs> {
+    let o = GraphOptions {
+        int8: false,
+        fused_attention: false,
+    };
+    build_with(spec, w, origin, o, |_| {})
+}
+
+fn build_with(
+    spec: &ModelSpec,
+    w: &WeightMap,
+    origin: &Path,
+    opts: GraphOptions,
     mut progress: impl FnMut(&str),
 ) -> Result<Graphs> {
     spec.validate(origin)?;
     let cfg = &spec.config;
     let condition = condition_graph::build(cfg, w, origin)?;
     progress(CONDITION);
-    let embed = embed_graph::build(spec, w, origin, false)?;
+    let embed = embed_graph::build(spec, w, origin, opts)?;
     progress(EMBED);
-    let backbone = backbone_graph::build(cfg, spec.pathways.len(), w, origin, false)?;
+    let backbone = backbone_graph::build(cfg, spec.pathways.len(), w, origin, opts)?;
     progress(BACKBONE);
     let heads = heads_graph::build(spec, w, origin)?;
     progress(HEADS);

@@ -9,6 +9,24 @@ use tract_onnx::pb::tensor_proto::DataType;
 
 use crate::onnx_builder::{Graph, attr_f, attr_i, attr_ints};
 
+/// How the token-wise graphs (embed, backbone) are written.
+#[derive(Debug, Clone, Copy)]
+pub struct GraphOptions {
+    /// Token-wise linear layers in int8 ([`Ctx::weight_matmul`]).
+    pub int8: bool,
+    /// Attention as ONNX Runtime's fused `com.microsoft.MultiHeadAttention` ([`Ctx`]);
+    /// false writes standard ONNX only, which any engine (tract) runs.
+    pub fused_attention: bool,
+}
+
+impl GraphOptions {
+    /// What bundles hold: float32, fused attention.
+    pub const BUNDLE: GraphOptions = GraphOptions {
+        int8: false,
+        fused_attention: true,
+    };
+}
+
 /// Graph under construction plus the weights it reads.
 pub struct Ctx<'a> {
     pub g: Graph,
@@ -16,6 +34,11 @@ pub struct Ctx<'a> {
     pub origin: &'a Path,
     /// Token-wise linear layers as int8 dynamically quantised products ([`Ctx::weight_matmul`]).
     pub int8: bool,
+    /// Attention as ONNX Runtime's fused `com.microsoft.MultiHeadAttention` instead of
+    /// MatMul/Softmax/MatMul: 1.75× faster at 32 rows of 380 tokens on 2 CPU threads
+    /// (ORT 1.31.1, measured), since it skips the head transposes and the separate softmax
+    /// pass. Off for graphs that tract must run (the condition graph).
+    pub fused_attention: bool,
 }
 
 /// Symmetric per-column int8 quantisation of a row-major [rows, cols] matrix: the int8
@@ -50,12 +73,22 @@ pub fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 }
 
 impl<'a> Ctx<'a> {
+    /// A context for a token-wise graph written as `o` says.
+    pub fn with_options(w: &'a WeightMap, origin: &'a Path, o: GraphOptions) -> Self {
+        Ctx {
+            int8: o.int8,
+            fused_attention: o.fused_attention,
+            ..Ctx::new(w, origin)
+        }
+    }
+
     pub fn new(w: &'a WeightMap, origin: &'a Path) -> Self {
         Ctx {
             g: Graph::default(),
             w,
             origin,
             int8: false,
+            fused_attention: false,
         }
     }
 
@@ -244,39 +277,57 @@ impl<'a> Ctx<'a> {
             let b = self.weight(b, &[3 * width])?;
             qkv = self.g.op("Add", &[&qkv, &b], vec![]);
         }
-        let shape = self
-            .g
-            .constant_i64("shape", &[5], &[0, n as i64, 3, heads as i64, dh as i64]);
-        let r = self.g.op("Reshape", &[&qkv, &shape], vec![]);
-        let t = self.g.op(
-            "Transpose",
-            &[&r],
-            vec![attr_ints("perm", &[2, 0, 3, 1, 4])],
-        );
-        let parts = self.g.op_n("Split", &[&t], vec![attr_i("axis", 0)], 3);
-        let sq = self.g.constant_i64("axes", &[1], &[0]);
-        let q = self.g.op("Squeeze", &[&parts[0], &sq], vec![]);
-        let k = self.g.op("Squeeze", &[&parts[1], &sq], vec![]);
-        let v = self.g.op("Squeeze", &[&parts[2], &sq], vec![]);
-        let kt = self
-            .g
-            .op("Transpose", &[&k], vec![attr_ints("perm", &[0, 1, 3, 2])]);
-        let s = self.g.op("MatMul", &[&q, &kt], vec![]);
-        let scale = self.scalar(1.0 / (dh as f32).sqrt());
-        let mut s = self.g.op("Mul", &[&s, &scale], vec![]);
-        if let Some(m) = mask {
-            let m = self.g.constant("attn_mask", &[n, n], m);
-            s = self.g.op("Add", &[&s, &m], vec![]);
-        }
-        let p = self.g.op("Softmax", &[&s], vec![attr_i("axis", -1)]);
-        let o = self.g.op("MatMul", &[&p, &v], vec![]);
-        let o = self
-            .g
-            .op("Transpose", &[&o], vec![attr_ints("perm", &[0, 2, 1, 3])]);
-        let shape = self
-            .g
-            .constant_i64("shape", &[3], &[0, n as i64, width as i64]);
-        let o = self.g.op("Reshape", &[&o, &shape], vec![]);
+        let o = if self.fused_attention {
+            let widths = self.g_const_i64(&[width as i64; 3]);
+            let qkv = self
+                .g
+                .op_n("Split", &[&qkv, &widths], vec![attr_i("axis", -1)], 3);
+            let bias = mask.map(|m| self.g.constant("attn_mask", &[1, 1, n, n], m));
+            let mut inputs = vec![qkv[0].as_str(), &qkv[1], &qkv[2]];
+            if let Some(b) = &bias {
+                // Inputs 3 and 4 (projection bias, key padding mask) are absent.
+                inputs.extend(["", "", b.as_str()]);
+            }
+            self.g.op_ms(
+                "MultiHeadAttention",
+                &inputs,
+                vec![attr_i("num_heads", heads as i64)],
+            )
+        } else {
+            let shape =
+                self.g
+                    .constant_i64("shape", &[5], &[0, n as i64, 3, heads as i64, dh as i64]);
+            let r = self.g.op("Reshape", &[&qkv, &shape], vec![]);
+            let t = self.g.op(
+                "Transpose",
+                &[&r],
+                vec![attr_ints("perm", &[2, 0, 3, 1, 4])],
+            );
+            let parts = self.g.op_n("Split", &[&t], vec![attr_i("axis", 0)], 3);
+            let sq = self.g.constant_i64("axes", &[1], &[0]);
+            let q = self.g.op("Squeeze", &[&parts[0], &sq], vec![]);
+            let k = self.g.op("Squeeze", &[&parts[1], &sq], vec![]);
+            let v = self.g.op("Squeeze", &[&parts[2], &sq], vec![]);
+            let kt = self
+                .g
+                .op("Transpose", &[&k], vec![attr_ints("perm", &[0, 1, 3, 2])]);
+            let s = self.g.op("MatMul", &[&q, &kt], vec![]);
+            let scale = self.scalar(1.0 / (dh as f32).sqrt());
+            let mut s = self.g.op("Mul", &[&s, &scale], vec![]);
+            if let Some(m) = mask {
+                let m = self.g.constant("attn_mask", &[n, n], m);
+                s = self.g.op("Add", &[&s, &m], vec![]);
+            }
+            let p = self.g.op("Softmax", &[&s], vec![attr_i("axis", -1)]);
+            let o = self.g.op("MatMul", &[&p, &v], vec![]);
+            let o = self
+                .g
+                .op("Transpose", &[&o], vec![attr_ints("perm", &[0, 2, 1, 3])]);
+            let shape = self
+                .g
+                .constant_i64("shape", &[3], &[0, n as i64, width as i64]);
+            self.g.op("Reshape", &[&o, &shape], vec![])
+        };
         let pw = self.get(proj.0, &[width, width])?;
         let o = self.weight_matmul(&o, proj.0, &transpose(pw, width, width), width, width);
         let pb = self.weight(proj.1, &[width])?;

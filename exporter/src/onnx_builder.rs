@@ -27,7 +27,13 @@ pub struct Graph {
     inputs: Vec<ValueInfoProto>,
     outputs: Vec<ValueInfoProto>,
     next: usize,
+    /// Whether a node of ONNX Runtime's `com.microsoft` domain is used (its opset is then
+    /// imported).
+    uses_ms: bool,
 }
+
+/// ONNX Runtime's contrib-operator domain.
+pub const MS_DOMAIN: &str = "com.microsoft";
 
 pub fn attr_i(name: &str, v: i64) -> AttributeProto {
     AttributeProto {
@@ -188,13 +194,31 @@ impl Graph {
         self.op_n(op, inputs, attrs, 1).remove(0)
     }
 
+    /// One node of ONNX Runtime's `com.microsoft` domain (an empty input name skips an
+    /// optional input).
+    pub fn op_ms(&mut self, op: &str, inputs: &[&str], attrs: Vec<AttributeProto>) -> String {
+        let out = self.op(op, inputs, attrs);
+        if let Some(n) = self.nodes.last_mut() {
+            n.domain = MS_DOMAIN.into();
+        }
+        self.uses_ms = true;
+        out
+    }
+
     pub fn model(self, name: &str) -> ModelProto {
+        let mut opset_import = vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: OPSET,
+        }];
+        if self.uses_ms {
+            opset_import.push(OperatorSetIdProto {
+                domain: MS_DOMAIN.into(),
+                version: 1,
+            });
+        }
         ModelProto {
             ir_version: 8,
-            opset_import: vec![OperatorSetIdProto {
-                domain: String::new(),
-                version: OPSET,
-            }],
+            opset_import,
             producer_name: "rnafm-export".into(),
             producer_version: env!("CARGO_PKG_VERSION").into(),
             graph: Some(GraphProto {

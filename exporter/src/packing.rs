@@ -9,7 +9,7 @@
 //! pathway (16,674 × 380 × 256 floats — 6.5 GB); both are ruled out by size, so only the
 //! bucketing was measured: at the paper config (random weights, 2 shared CPU cores, ORT
 //! 1.31.1) it yields 1.059 × the float32 weights on disk and one guided-branch velocity
-//! (embed + backbone + heads, batch 2) in 0.45 s (`scripts/bench-export`).
+//! (embed + backbone + heads, batch 2) in 0.16 s (`scripts/bench-export`).
 
 /// Largest-to-smallest size ratio allowed inside a bucket.
 pub const RATIO: f64 = 1.25;

@@ -102,6 +102,41 @@ fn exported_bundle_opens_and_reproduces_its_self_test() {
     // The run moved away from the noise (not an all-zero velocity).
     assert!(expected.iter().any(|v| v.abs() > 1e-3));
 
+    // The real graphs (feature-major products, fused attention) give each sample the same
+    // numbers whatever the batch or thread count.
+    let params = SampleParams {
+        samples: 5,
+        batch: 5,
+        ..params
+    };
+    let whole = flow
+        .sample(features.view(), 600, &params, &mut || {})
+        .unwrap();
+    for batch in [1, 2, 3] {
+        let b = flow
+            .sample(
+                features.view(),
+                600,
+                &SampleParams { batch, ..params },
+                &mut || {},
+            )
+            .unwrap();
+        assert_eq!(whole, b, "batch {batch}");
+    }
+    let (mut two, _, _) = rnafm_runtime::run::model::load_graphs(
+        origin,
+        SessionOptions {
+            device: DeviceChoice::Cpu,
+            threads: 2,
+        },
+        |n| b.member(n),
+    )
+    .unwrap();
+    let t2 = two
+        .sample(features.view(), 600, &params, &mut || {})
+        .unwrap();
+    assert_eq!(whole, t2, "2 threads");
+
     check_onnx(&out);
 }
 
