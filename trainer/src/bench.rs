@@ -3,11 +3,11 @@
 
 use std::time::Instant;
 
+use crate::fused::TrainBackend;
 use burn::module::AutodiffModule;
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use burn::tensor::backend::AutodiffBackend;
 use rnafm_runtime::Result;
 use rnafm_runtime::model_spec::ModelSpec;
 
@@ -30,8 +30,11 @@ pub struct BenchReport {
     pub parameters: usize,
     pub warmup_steps: usize,
     pub timed_steps: usize,
+    /// Median over the timed steps (as the PyTorch reference timing).
     pub seconds_per_step: f64,
     pub steps_per_second: f64,
+    /// Every timed step, in order.
+    pub step_seconds: Vec<f64>,
     /// Mean seconds per timed step in forward + backward, in clipping + AdamW, and in
     /// the EMA update.
     pub forward_backward_s: f64,
@@ -39,6 +42,16 @@ pub struct BenchReport {
     pub ema_s: f64,
     pub peak_rss_mib: Option<f64>,
     pub build_seconds: f64,
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
 }
 
 /// Peak resident set size of this process (Linux `VmHWM`), MiB.
@@ -49,7 +62,7 @@ pub fn peak_rss_mib() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-pub fn bench_steps<B: AutodiffBackend>(
+pub fn bench_steps<B: TrainBackend>(
     spec: &ModelSpec,
     batch: usize,
     warmup: usize,
@@ -76,12 +89,11 @@ pub fn bench_steps<B: AutodiffBackend>(
         .init::<B, VelocityNet<B>>();
     let build_seconds = t0.elapsed().as_secs_f64();
     let c = &spec.config;
-    let mut timed = Instant::now();
     let mut phases = [0f64; 3];
+    let mut step_seconds = Vec::with_capacity(steps);
     for step in 0..warmup + steps {
         if step == warmup {
             B::sync(device).ok();
-            timed = Instant::now();
             phases = [0.0; 3];
         }
         let p0 = Instant::now();
@@ -103,9 +115,12 @@ pub fn bench_steps<B: AutodiffBackend>(
         phases[0] += (p1 - p0).as_secs_f64();
         phases[1] += (p2 - p1).as_secs_f64();
         phases[2] += p2.elapsed().as_secs_f64();
+        if step >= warmup {
+            step_seconds.push(p0.elapsed().as_secs_f64());
+        }
     }
     B::sync(device).ok();
-    let sps = timed.elapsed().as_secs_f64() / steps.max(1) as f64;
+    let sps = median(&step_seconds);
     Ok(BenchReport {
         backend: backend.to_string(),
         batch,
@@ -121,6 +136,7 @@ pub fn bench_steps<B: AutodiffBackend>(
         timed_steps: steps,
         seconds_per_step: sps,
         steps_per_second: 1.0 / sps,
+        step_seconds,
         forward_backward_s: phases[0] / steps.max(1) as f64,
         optimizer_s: phases[1] / steps.max(1) as f64,
         ema_s: phases[2] / steps.max(1) as f64,

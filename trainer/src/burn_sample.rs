@@ -15,6 +15,7 @@ use rnafm_runtime::calibration::{self, CalibrationUse};
 use rnafm_runtime::{Error, Result};
 
 use crate::checkpoint::{CheckpointDir, EMA_FILE};
+use crate::fused::FusedOps;
 use crate::sampler::sample;
 use crate::velocity_net::VelocityNet;
 
@@ -53,7 +54,7 @@ fn slide_name(p: &Path) -> String {
 }
 
 /// Samples every slide; returns what was done about calibration.
-pub fn run_sample<B: Backend>(args: &SampleArgs, device: &B::Device) -> Result<CalibrationUse> {
+pub fn run_sample<B: FusedOps>(args: &SampleArgs, device: &B::Device) -> Result<CalibrationUse> {
     let ck = CheckpointDir::new(&args.checkpoint);
     let spec = ck.read_spec()?;
     let norm = spec.normalization.clone().ok_or_else(|| {

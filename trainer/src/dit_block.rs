@@ -3,10 +3,10 @@
 
 use burn::nn::Linear;
 use burn::prelude::*;
-use burn::tensor::activation::gelu_approximate;
 use rnafm_runtime::Result;
 
-use crate::layers::{attention, modulate};
+use crate::fused::{FusedOps, gelu_tanh, scale_shift};
+use crate::layers::{attention, linear_tokens, modulate};
 use crate::weight_io::{Loader, Saver};
 
 #[derive(Module, Debug)]
@@ -19,22 +19,25 @@ pub struct DitBlock<B: Backend> {
     pub heads: usize,
 }
 
-impl<B: Backend> DitBlock<B> {
+impl<B: FusedOps> DitBlock<B> {
     /// `x` [B, N, H], `silu_c` = SiLU(c) [B, H].
     pub fn forward(&self, x: Tensor<B, 3>, silu_c: Tensor<B, 2>) -> Tensor<B, 3> {
         let m = self.ada.forward(silu_c).chunk(6, 1);
         let [sh_a, sc_a, g_a, sh_m, sc_m, g_m]: [Tensor<B, 2>; 6] =
             m.try_into().expect("chunk(6) of a 6H axis gives 6 parts");
         let a = modulate(x.clone(), sh_a, sc_a, 1e-6);
-        let a = self
-            .proj
-            .forward(attention(self.qkv.forward(a), self.heads, None));
-        let x = x + g_a.unsqueeze_dim::<3>(1) * a;
+        let a = linear_tokens(
+            &self.proj,
+            attention(linear_tokens(&self.qkv, a), self.heads, None),
+        );
+        let x = x + scale_shift(a, g_a, None);
         let f = modulate(x.clone(), sh_m, sc_m, 1e-6);
-        let f = self.fc2.forward(gelu_approximate(self.fc1.forward(f)));
-        x + g_m.unsqueeze_dim::<3>(1) * f
+        let f = linear_tokens(&self.fc2, gelu_tanh(linear_tokens(&self.fc1, f)));
+        x + scale_shift(f, g_m, None)
     }
+}
 
+impl<B: Backend> DitBlock<B> {
     pub fn load(
         l: &Loader<B>,
         i: usize,

@@ -2,6 +2,7 @@
 //! model, its weight mapping to official names, the guided Euler sampler and
 //! flow-matching training with patient-level cross-validation.
 
+pub mod allocator;
 pub mod bench;
 pub mod burn_sample;
 pub mod calibrate;
@@ -10,6 +11,7 @@ pub mod dataset;
 pub mod dit_block;
 pub mod ema;
 pub mod evaluate;
+pub mod fused;
 pub mod gene_embedding;
 pub mod grad_clip;
 pub mod heads;

@@ -9,7 +9,8 @@ use burn::tensor::activation::gelu;
 use rnafm_runtime::Result;
 use rnafm_runtime::pathways::PathwaySet;
 
-use crate::layers::{AffineNorm, attention};
+use crate::fused::FusedOps;
+use crate::layers::{AffineNorm, attention, linear_tokens};
 use crate::weight_io::{Loader, Saver, to_vec};
 
 #[derive(Module, Debug)]
@@ -28,18 +29,25 @@ pub struct PathwayGraph<B: Backend> {
     pub heads: usize,
 }
 
-impl<B: Backend> PathwayGraph<B> {
+impl<B: FusedOps> PathwayGraph<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let h = self.norm1.forward(x.clone());
-        let y = attention(self.in_proj.forward(h), self.heads, Some(&self.mask));
-        let y = self.out_proj.forward(y);
+        let y = attention(
+            linear_tokens(&self.in_proj, h),
+            self.heads,
+            Some(&self.mask),
+        );
+        let y = linear_tokens(&self.out_proj, y);
         let x = x + y * self.alpha.val().unsqueeze::<3>();
-        let m = self
-            .fc2
-            .forward(gelu(self.fc1.forward(self.norm2.forward(x.clone()))));
+        let m = linear_tokens(
+            &self.fc2,
+            gelu(linear_tokens(&self.fc1, self.norm2.forward(x.clone()))),
+        );
         x + m
     }
+}
 
+impl<B: Backend> PathwayGraph<B> {
     pub fn load(l: &Loader<B>, pathways: &PathwaySet, hidden: usize, heads: usize) -> Result<Self> {
         let h = hidden;
         let p = pathways.len();

@@ -8,12 +8,12 @@
 
 use std::path::Path;
 
+use crate::fused::TrainBackend;
 use burn::module::AutodiffModule;
 use burn::nn::Linear;
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::activation::silu;
-use burn::tensor::backend::AutodiffBackend;
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{Array2, Axis};
 use rand::seq::SliceRandom;
@@ -29,6 +29,7 @@ use rnafm_runtime::{Error, Result};
 
 use crate::dataset::Cohort;
 use crate::ema::renumber_params;
+use crate::fused::FusedOps;
 use crate::grad_clip::clip_global_norm;
 use crate::init::init_weights;
 use crate::metrics::{GeneMetrics, gene_metrics, rank_by_r, summarize};
@@ -49,13 +50,15 @@ pub struct RegressionNet<B: Backend> {
     pub fc2: Linear<B>,
 }
 
-impl<B: Backend> RegressionNet<B> {
+impl<B: FusedOps> RegressionNet<B> {
     /// `y` [B, K, D] → z-scored expression [B, G].
     pub fn forward(&self, y: Tensor<B, 3>) -> Tensor<B, 2> {
         self.fc2
             .forward(silu(self.fc1.forward(self.slide.forward(y))))
     }
+}
 
+impl<B: Backend> RegressionNet<B> {
     /// Initial weights: the flow model's slide encoder initialisation (same seed rule) and
     /// Xavier-uniform MLP weights, all from `seed`.
     pub fn init(spec: &ModelSpec, seed: u64, device: &B::Device) -> Result<Self> {
@@ -115,7 +118,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 /// Cross-validated training of the baseline with the options of flow-matching training
 /// (folds, seed, epochs, batch, lr, validation schedule, model width); flow-only options
 /// (guidance, time points, condition dropout, tokens) are ignored.
-pub fn train_baseline<B: AutodiffBackend>(
+pub fn train_baseline<B: TrainBackend>(
     opts: &TrainOptions,
     device: &B::Device,
 ) -> Result<MetricsReport> {
@@ -213,7 +216,7 @@ fn write_slide_list(path: &Path, cohort: &Cohort, idx: &[usize]) -> Result<()> {
 }
 
 /// Predictions (log2) of `net` for slides `idx`.
-fn predict<B: Backend>(
+fn predict<B: FusedOps>(
     net: &RegressionNet<B>,
     cohort: &Cohort,
     idx: &[usize],
@@ -242,7 +245,7 @@ fn predict<B: Backend>(
 }
 
 /// Trains fold `f`; returns its held-out predictions and the best validation epoch.
-fn baseline_fold<B: AutodiffBackend>(
+fn baseline_fold<B: TrainBackend>(
     opts: &TrainOptions,
     cohort: &Cohort,
     spec: &ModelSpec,
@@ -255,7 +258,12 @@ fn baseline_fold<B: AutodiffBackend>(
     std::fs::create_dir_all(&fold_dir).map_err(io(&fold_dir))?;
     write_slide_list(&fold_dir.join("heldout.txt"), cohort, test_idx)?;
     // The same inner split as flow-matching training, so early stopping sees the same slides.
-    let (train_idx, val_idx) = split_validation(&cohort.patients, train_all, opts.seed ^ f as u64);
+    let (train_idx, val_idx) = split_validation(
+        &cohort.patients,
+        train_all,
+        opts.val_fraction,
+        opts.seed ^ f as u64,
+    );
     write_slide_list(&fold_dir.join("validation.txt"), cohort, &val_idx)?;
     let norm = match &opts.norm {
         Some((m, s)) => Normalization::read_npy(m, s)?,
@@ -397,6 +405,9 @@ mod tests {
             patience: 100,
             cfg: 1.0,
             time_points: 2,
+            val_draws: 1,
+            oof_draws: 1,
+            val_fraction: 0.1,
             seed: 3,
             hidden: 16,
             depth: 1,

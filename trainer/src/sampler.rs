@@ -3,6 +3,7 @@
 
 use burn::prelude::*;
 
+use crate::fused::FusedOps;
 use crate::velocity_net::VelocityNet;
 
 /// The time grid `linspace(0, 1, points)` in float32, as torch computes it.
@@ -25,7 +26,7 @@ pub fn time_grid(points: usize) -> Vec<f32> {
 
 /// Integrates from `z` [B, G] under slide features `y` [B, K, D] over `points` time
 /// points. `cfg` = Some(s) uses guidance scale s; None uses the conditional velocity.
-pub fn sample<B: Backend>(
+pub fn sample<B: FusedOps>(
     net: &VelocityNet<B>,
     z: Tensor<B, 2>,
     y: Tensor<B, 3>,

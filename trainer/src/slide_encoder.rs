@@ -8,7 +8,8 @@ use burn::prelude::*;
 use burn::tensor::activation::{gelu, silu};
 use rnafm_runtime::Result;
 
-use crate::layers::{AffineNorm, attention};
+use crate::fused::FusedOps;
+use crate::layers::{AffineNorm, attention, linear_tokens};
 use crate::weight_io::{Loader, Saver};
 
 /// Layers of the slide transformer (fixed by the official code).
@@ -35,25 +36,28 @@ pub struct SlideEncoder<B: Backend> {
     pub heads: usize,
 }
 
-impl<B: Backend> SlideEncoder<B> {
+impl<B: FusedOps> SlideEncoder<B> {
     /// `y` [B, K, D] → slide embedding [B, H].
     pub fn forward(&self, y: Tensor<B, 3>) -> Tensor<B, 2> {
         let mut y = y + self.cluster_emb.val().unsqueeze::<3>();
         for layer in &self.layers {
-            y = layer
-                .proj
-                .forward(attention(layer.qkv.forward(y.clone()), self.heads, None))
-                + y;
-            let f = layer
-                .fc2
-                .forward(gelu(layer.fc1.forward(layer.norm.forward(y.clone()))));
+            y = linear_tokens(
+                &layer.proj,
+                attention(linear_tokens(&layer.qkv, y.clone()), self.heads, None),
+            ) + y;
+            let f = linear_tokens(
+                &layer.fc2,
+                gelu(linear_tokens(&layer.fc1, layer.norm.forward(y.clone()))),
+            );
             y = f + y;
         }
         let [b, _, d] = y.dims();
         let pooled = y.mean_dim(1).reshape([b, d]);
         self.fc2.forward(silu(self.fc1.forward(pooled)))
     }
+}
 
+impl<B: Backend> SlideEncoder<B> {
     /// The null condition repeated for a batch of `b`.
     pub fn null_condition(&self, b: usize) -> Tensor<B, 3> {
         self.empty_cond.clone().repeat_dim(0, b)

@@ -6,11 +6,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::fused::FusedOps;
+use crate::fused::TrainBackend;
 use burn::module::AutodiffModule;
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
-use burn::tensor::backend::AutodiffBackend;
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{Array2, Axis};
 use rand::seq::SliceRandom;
@@ -53,6 +54,13 @@ pub struct TrainOptions {
     pub patience: usize,
     pub cfg: f64,
     pub time_points: usize,
+    /// Draws averaged per slide in validation and out-of-fold predictions.
+    pub val_draws: usize,
+    /// Draws averaged per held-out slide in the out-of-fold predictions (the per-gene r that
+    /// ranks genes and goes into the bundle).
+    pub oof_draws: usize,
+    /// Share of each fold's training patients held out for validation.
+    pub val_fraction: f64,
     pub seed: u64,
     pub hidden: usize,
     pub depth: usize,
@@ -75,7 +83,8 @@ pub struct TrainState {
     pub step: u64,
     /// Mean per-gene r of the best validation (logged; not the stopping criterion).
     pub best_r: Option<f64>,
-    /// Lowest validation loss so far: MSE of the sampled predictions in z-scored units.
+    /// Lowest validation loss so far: flow-matching loss of the EMA weights on the validation
+    /// slides, z-scored units.
     #[serde(default)]
     pub best_loss: Option<f64>,
     pub best_epoch: Option<usize>,
@@ -114,7 +123,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 
 /// Runs the whole cross-validation; writes `splits.json`, per-fold checkpoints and
 /// predictions, `metrics.json` and `metrics.txt` under `opts.out`.
-pub fn train<B: AutodiffBackend>(opts: &TrainOptions, device: &B::Device) -> Result<MetricsReport> {
+pub fn train<B: TrainBackend>(opts: &TrainOptions, device: &B::Device) -> Result<MetricsReport> {
     std::fs::create_dir_all(&opts.out).map_err(io(&opts.out))?;
     let genes = GeneList::read(&opts.genes)?;
     let pathways = match opts.tokens {
@@ -249,7 +258,7 @@ fn read_state(path: &Path) -> Option<TrainState> {
 }
 
 /// Trains fold `f`; returns its held-out predictions (log2, |test| × G).
-fn run_fold<B: AutodiffBackend>(
+fn run_fold<B: TrainBackend>(
     opts: &TrainOptions,
     cohort: &Cohort,
     mut spec: ModelSpec,
@@ -277,7 +286,12 @@ fn run_fold<B: AutodiffBackend>(
         .collect();
     let heldout_path = fold_dir.join("heldout.txt");
     rnafm_runtime::atomic::write_bytes_atomic(&heldout_path, heldout.as_bytes())?;
-    let (train_idx, val_idx) = split_validation(&cohort.patients, train_all, opts.seed ^ f as u64);
+    let (train_idx, val_idx) = split_validation(
+        &cohort.patients,
+        train_all,
+        opts.val_fraction,
+        opts.seed ^ f as u64,
+    );
     // The validation slides, for fitting interval calibration on slides that are neither
     // trained on nor held out (`rnafm-train calibrate`).
     let val_list: String = val_idx
@@ -454,20 +468,23 @@ fn run_fold<B: AutodiffBackend>(
                 &val_idx,
                 &norm,
                 opts,
+                opts.val_draws,
                 device,
                 0xA11 ^ state.epoch as u64,
             );
             let m = gene_metrics(pred.view(), cohort.log2.select(Axis(0), &val_idx).view());
             let r = m.r.iter().sum::<f64>() / m.r.len() as f64;
-            // The validation loss is the flow-matching target's own scale: squared error of
-            // the guided samples in z-scored units (RMSE per gene over sd per gene).
-            let loss = m
-                .rmse
-                .iter()
-                .zip(&norm.sd)
-                .map(|(e, &sd)| (e / f64::from(sd).max(1e-6)).powi(2))
-                .sum::<f64>()
-                / m.rmse.len() as f64;
+            // The validation loss is the training objective on the validation slides (see
+            // `validation_flow_loss`); r of the sampled means is logged beside it.
+            let loss = validation_flow_loss(
+                &ema,
+                cohort,
+                &z,
+                &val_idx,
+                opts.val_draws,
+                device,
+                0x5EED ^ f as u64,
+            );
             tracing::info!(
                 fold = f,
                 epoch = state.epoch,
@@ -521,7 +538,16 @@ fn run_fold<B: AutodiffBackend>(
     } else {
         ema
     };
-    let pred = predict(&final_ema, cohort, test_idx, &norm, opts, device, 0x7E57);
+    let pred = predict(
+        &final_ema,
+        cohort,
+        test_idx,
+        &norm,
+        opts,
+        opts.oof_draws,
+        device,
+        0x7E57,
+    );
     rnafm_runtime::npy::write_npy(&pred_path, &pred.view())?;
     std::fs::write(&done_path, b"").map_err(io(&done_path))?;
     Ok(pred)
@@ -558,11 +584,13 @@ fn write_dir_swapped(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Resu
     Ok(())
 }
 
-/// Holds out ~10% of the training patients (at least one; none if only one patient) for
-/// early stopping. Returns (train, validation) slide indices.
+/// Holds out `fraction` of the training patients (rounded up; at least one, and at least one
+/// left to train on; none if only one patient) for early stopping and interval calibration.
+/// Returns (train, validation) slide indices.
 pub fn split_validation(
     patients: &[String],
     train: &[usize],
+    fraction: f64,
     seed: u64,
 ) -> (Vec<usize>, Vec<usize>) {
     let mut uniq: Vec<&str> = train.iter().map(|&s| patients[s].as_str()).collect();
@@ -572,7 +600,7 @@ pub fn split_validation(
         return (train.to_vec(), train.to_vec());
     }
     uniq.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
-    let n_val = uniq.len().div_ceil(10).max(1);
+    let n_val = ((uniq.len() as f64 * fraction).ceil() as usize).clamp(1, uniq.len() - 1);
     let val: std::collections::HashSet<&str> = uniq[..n_val].iter().copied().collect();
     train
         .iter()
@@ -580,39 +608,153 @@ pub fn split_validation(
         .partition(|&s| !val.contains(patients[s].as_str()))
 }
 
-/// Samples predictions (log2) for slides `idx` with guidance `opts.cfg`, from seeded noise.
-fn predict<B: Backend>(
+/// Flow-matching loss (conditional velocity, z units) of `net` on slides `idx`: the training
+/// objective on held-out slides, with `draws` (time, noise) pairs per slide, times stratified
+/// over (0, 1) and noise from `seed`, the same at every validation so that validations
+/// compare like with like. Unlike the error of sampled predictions it does not reward a
+/// model that is still near the mean (shrunken predictions have a low squared error).
+fn validation_flow_loss<B: FusedOps>(
+    net: &VelocityNet<B>,
+    cohort: &Cohort,
+    z: &Array2<f32>,
+    idx: &[usize],
+    draws: usize,
+    device: &B::Device,
+    seed: u64,
+) -> f64 {
+    let g = net.n_genes;
+    let draws = draws.max(1);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let per_chunk = (64 / draws).max(1);
+    let (mut sum, mut count) = (0f64, 0usize);
+    for chunk in idx.chunks(per_chunk) {
+        let rows = chunk.len() * draws;
+        let mut xt = Vec::with_capacity(rows * g);
+        let mut target = Vec::with_capacity(rows * g);
+        let mut ts = Vec::with_capacity(rows);
+        for &s in chunk {
+            for d in 0..draws {
+                let t = (d as f32 + 0.5) / draws as f32;
+                ts.push(t);
+                for &x1 in z.row(s) {
+                    let x0: f32 = StandardNormal.sample(&mut rng);
+                    xt.push(t * x1 + (1.0 - t) * x0);
+                    target.push(x1 - x0);
+                }
+            }
+        }
+        let y = Tensor::<B, 3>::from_data(
+            TensorData::new(
+                repeat_rows(
+                    &cohort.features_of(chunk),
+                    cohort.clusters * cohort.feat_dim,
+                    draws,
+                ),
+                [rows, cohort.clusters, cohort.feat_dim],
+            ),
+            device,
+        );
+        let xt = Tensor::<B, 2>::from_data(TensorData::new(xt, [rows, g]), device);
+        let target = Tensor::<B, 2>::from_data(TensorData::new(target, [rows, g]), device);
+        let t = Tensor::<B, 1>::from_data(TensorData::new(ts, [rows]), device);
+        let se = (net.forward(xt, t, y) - target).powf_scalar(2.0).sum();
+        sum += se.into_scalar().elem::<f64>();
+        count += rows * g;
+    }
+    sum / count.max(1) as f64
+}
+
+/// Predictions (log2) for slides `idx`: the mean of `draws` guided samples per slide
+/// (guidance `opts.cfg`), from seeded noise.
+#[allow(clippy::too_many_arguments)]
+fn predict<B: FusedOps>(
     net: &VelocityNet<B>,
     cohort: &Cohort,
     idx: &[usize],
     norm: &Normalization,
     opts: &TrainOptions,
+    draws: usize,
     device: &B::Device,
     seed: u64,
 ) -> Array2<f32> {
     let g = net.n_genes;
+    let draws = draws.max(1);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut out = Array2::<f32>::zeros((idx.len(), g));
     let cfg = (opts.cfg != 1.0).then_some(opts.cfg);
-    for (c, chunk) in idx.chunks(64).enumerate() {
-        let b = chunk.len();
-        let z: Vec<f32> = (0..b * g)
+    // About 64 rows (slides × draws) a batch.
+    let per_chunk = (64 / draws).max(1);
+    for (c, chunk) in idx.chunks(per_chunk).enumerate() {
+        let rows = chunk.len() * draws;
+        let z: Vec<f32> = (0..rows * g)
             .map(|_| StandardNormal.sample(&mut rng))
             .collect();
-        let z = Tensor::<B, 2>::from_data(TensorData::new(z, [b, g]), device);
+        let z = Tensor::<B, 2>::from_data(TensorData::new(z, [rows, g]), device);
         let y = Tensor::<B, 3>::from_data(
             TensorData::new(
-                cohort.features_of(chunk),
-                [b, cohort.clusters, cohort.feat_dim],
+                repeat_rows(
+                    &cohort.features_of(chunk),
+                    cohort.clusters * cohort.feat_dim,
+                    draws,
+                ),
+                [rows, cohort.clusters, cohort.feat_dim],
             ),
             device,
         );
         let s = crate::weight_io::to_vec(&sample(net, z, y, opts.time_points, cfg));
-        for r in 0..b {
+        let mean = mean_of_draws(&s, chunk.len(), draws, g);
+        for r in 0..chunk.len() {
             for j in 0..g {
-                out[[c * 64 + r, j]] = norm.from_z(j, s[r * g + j]);
+                out[[c * per_chunk + r, j]] = norm.from_z(j, mean[r * g + j]);
             }
         }
     }
     out
+}
+
+/// Each `item`-long block of `flat` repeated `n` times in place: [a, b] → [a, a, b, b].
+fn repeat_rows(flat: &[f32], item: usize, n: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(flat.len() * n);
+    for block in flat.chunks(item.max(1)) {
+        for _ in 0..n {
+            out.extend_from_slice(block);
+        }
+    }
+    out
+}
+
+/// Mean over the `n` consecutive draws of each of `b` slides: [b·n, g] → [b, g].
+fn mean_of_draws(s: &[f32], b: usize, n: usize, g: usize) -> Vec<f32> {
+    let mut out = vec![0f32; b * g];
+    for (r, o) in out.chunks_mut(g).enumerate() {
+        for d in 0..n {
+            let row = &s[(r * n + d) * g..(r * n + d + 1) * g];
+            for (acc, v) in o.iter_mut().zip(row) {
+                *acc += v;
+            }
+        }
+        for acc in o.iter_mut() {
+            *acc /= n as f32;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slides_are_repeated_once_per_draw_and_draws_averaged_per_slide() {
+        // Two slides of 3 features each, 2 draws.
+        let f = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        assert_eq!(
+            repeat_rows(&f, 3, 2),
+            [1.0, 2.0, 3.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 4.0, 5.0, 6.0]
+        );
+        assert_eq!(repeat_rows(&f, 3, 1), f);
+        // Rows of 2 genes: slide 0 draws (1, 0), (3, 2); slide 1 draws (10, -1), (20, 1).
+        let s = [1.0, 0.0, 3.0, 2.0, 10.0, -1.0, 20.0, 1.0];
+        assert_eq!(mean_of_draws(&s, 2, 2, 2), [2.0, 1.0, 15.0, 0.0]);
+    }
 }

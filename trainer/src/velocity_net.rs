@@ -11,6 +11,7 @@ use rnafm_runtime::weights::WeightMap;
 use rnafm_runtime::{Error, Result};
 
 use crate::dit_block::DitBlock;
+use crate::fused::FusedOps;
 use crate::gene_embedding::GeneEmbedding;
 use crate::heads::{BackgroundHead, PathwayHeads};
 use crate::pathway_graph::PathwayGraph;
@@ -34,7 +35,7 @@ pub struct VelocityNet<B: Backend> {
     pub n_genes: usize,
 }
 
-impl<B: Backend> VelocityNet<B> {
+impl<B: FusedOps> VelocityNet<B> {
     /// Velocity with the slide condition `y`; `x` [B, G], `t` [B], `y` [B, K, D].
     pub fn forward(&self, x: Tensor<B, 2>, t: Tensor<B, 1>, y: Tensor<B, 3>) -> Tensor<B, 2> {
         let [b, _] = x.dims();
@@ -86,7 +87,9 @@ impl<B: Backend> VelocityNet<B> {
         let vu = v.narrow(0, b, b);
         vu.clone() + (vc - vu) * scale
     }
+}
 
+impl<B: Backend> VelocityNet<B> {
     /// Builds the network for `spec` from `weights` (official names); `origin` names the
     /// weight file in errors. Buffers the model recomputes (masks) are not read.
     pub fn from_weights(
