@@ -20,6 +20,7 @@ pub mod pathways;
 pub mod reference_csv;
 pub mod run;
 pub mod sampler;
+pub mod sigpipe;
 pub mod slide;
 pub mod weights;
 

@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::paired_bootstrap::{PairedDifference, Scored, paired_bootstrap};
 use ndarray::{Array2, Array3, ArrayView2, ArrayView3, Axis, Ix2, Ix3};
 use rnafm_runtime::{Error, Result, genes::GeneList, npy, reference_csv::ReferenceCohort};
 
@@ -431,6 +432,12 @@ pub struct EvaluateArgs {
     /// or rnafm-train's metrics.json (its pooled out-of-fold r).
     #[arg(long)]
     pub rank_by: Option<PathBuf>,
+    /// With a --rank-by metrics.json: rank by the r of the other folds' out-of-fold
+    /// predictions instead of the pooled r, for evaluating fold K's held-out slides. The
+    /// pooled r includes the evaluated slides, which makes top-k means optimistic, most of
+    /// all for a deterministic model whose evaluated predictions are the ranked ones.
+    #[arg(long, requires = "rank_by")]
+    pub rank_excluding_fold: Option<usize>,
     /// Oracle of a synthetic cohort (`oracle.npz`).
     #[arg(long)]
     pub oracle: Option<PathBuf>,
@@ -445,6 +452,18 @@ pub struct EvaluateArgs {
     /// every CSV row is then cut to them.
     #[arg(long, value_name = "LIST")]
     pub slides: Option<PathBuf>,
+    /// Another model's predictions on the same slides (e.g. the regression baseline's
+    /// oof_predictions.npy): adds the difference in mean r (this model − that one) with a
+    /// 95% paired bootstrap interval over slides, per gene set.
+    #[arg(long, value_name = "PRED")]
+    pub versus: Option<PathBuf>,
+    /// Ranking of the --versus model's top-k genes (as --rank-by; --rank-excluding-fold
+    /// applies to it too).
+    #[arg(long, requires = "versus")]
+    pub versus_rank_by: Option<PathBuf>,
+    /// Bootstrap replicates for --versus.
+    #[arg(long, default_value_t = 1000)]
+    pub replicates: usize,
 }
 
 /// Everything `evaluate` reports.
@@ -457,6 +476,16 @@ pub struct EvalReport {
     pub ranked_by: String,
     pub uncertainty: Option<UncertaintyScores>,
     pub oracle: Option<OracleComparison>,
+    /// Against the --versus predictions: difference in mean r per gene set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub versus: Option<Versus>,
+}
+
+/// `evaluate --versus`: this model's mean r minus another's, with bootstrap intervals.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Versus {
+    pub predictions: String,
+    pub differences: Vec<PairedDifference>,
 }
 
 /// Runs the evaluation described by `args` and writes/prints the report.
@@ -475,7 +504,7 @@ pub fn run_evaluate(args: &EvaluateArgs) -> Result<EvalReport> {
     let s = rows.len();
     let (mean, samples) = read_predictions(&args.pred, &slide_names, &rows, cohort.len(), n_genes)?;
     let rank_by = match &args.rank_by {
-        Some(p) => Some(read_rank_by(p, n_genes)?),
+        Some(p) => Some(read_rank_by(p, n_genes, args.rank_excluding_fold)?),
         None => None,
     };
     let scores = per_gene(mean.view(), truth.view());
@@ -508,14 +537,43 @@ pub fn run_evaluate(args: &EvaluateArgs) -> Result<EvalReport> {
         }
         None => None,
     };
+    let versus = match &args.versus {
+        Some(p) => {
+            let (other, _) = read_predictions(p, &slide_names, &rows, cohort.len(), n_genes)?;
+            let other_rank = match &args.versus_rank_by {
+                Some(r) => Some(read_rank_by(r, n_genes, args.rank_excluding_fold)?),
+                None => None,
+            };
+            Some(Versus {
+                predictions: p.display().to_string(),
+                differences: paired_bootstrap(
+                    Scored {
+                        pred: mean.view(),
+                        rank: rank_by.as_deref(),
+                    },
+                    Scored {
+                        pred: other.view(),
+                        rank: other_rank.as_deref(),
+                    },
+                    truth.view(),
+                    &TOP_KS,
+                    args.replicates.max(1),
+                    0xB007,
+                ),
+            })
+        }
+        None => None,
+    };
     let report = EvalReport {
+        versus,
         slides: s,
         genes: n_genes,
         samples_per_slide: samples.as_ref().map(|a| a.len_of(Axis(0))),
         accuracy: summarize(&scores, rank_by.as_deref(), &TOP_KS),
-        ranked_by: match &args.rank_by {
-            Some(p) => p.display().to_string(),
-            None => "the evaluated r itself (optimistic)".into(),
+        ranked_by: match (&args.rank_by, args.rank_excluding_fold) {
+            (Some(p), Some(k)) => format!("{} without fold {k}", p.display()),
+            (Some(p), None) => p.display().to_string(),
+            (None, _) => "the evaluated r itself (optimistic)".into(),
         },
         uncertainty: samples
             .as_ref()
@@ -568,19 +626,49 @@ fn evaluated_rows(args: &EvaluateArgs, slides: &[String]) -> Result<Vec<usize>> 
 }
 
 /// Per-gene ranking values: a `.npy` of one value per gene, or rnafm-train's
-/// `metrics.json` (its pooled out-of-fold r, `pooled_gene_r`).
-pub fn read_rank_by(p: &Path, n_genes: usize) -> Result<Vec<f64>> {
-    let v: Vec<f64> = if p.extension().is_some_and(|e| e == "json") {
+/// `metrics.json`: its pooled out-of-fold r (`pooled_gene_r`), or with `excluding_fold` = k
+/// the r of the other folds' out-of-fold predictions (`gene_r_without_fold[k]`).
+pub fn read_rank_by(p: &Path, n_genes: usize, excluding_fold: Option<usize>) -> Result<Vec<f64>> {
+    let is_json = p.extension().is_some_and(|e| e == "json");
+    let v: Vec<f64> = if is_json {
         let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
         let m: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| Error::invalid(p, format!("not JSON: {e}")))?;
-        m.get("pooled_gene_r")
-            .and_then(|r| r.as_array())
-            .ok_or_else(|| Error::invalid(p, "no pooled_gene_r list (not rnafm-train metrics)"))?
+        let list = match excluding_fold {
+            None => m.get("pooled_gene_r").ok_or_else(|| {
+                Error::invalid(p, "no pooled_gene_r list (not rnafm-train metrics)")
+            })?,
+            Some(k) => {
+                let per_fold = m
+                    .get("gene_r_without_fold")
+                    .and_then(|r| r.as_array())
+                    .filter(|a| !a.is_empty())
+                    .ok_or_else(|| {
+                        Error::invalid(
+                            p,
+                            "no gene_r_without_fold lists (metrics from an older rnafm-train)",
+                        )
+                    })?;
+                per_fold.get(k).ok_or_else(|| {
+                    Error::invalid(
+                        p,
+                        format!("fold {k} asked for, the run has {} folds", per_fold.len()),
+                    )
+                })?
+            }
+        };
+        list.as_array()
+            .ok_or_else(|| Error::invalid(p, "per-gene r is not a list"))?
             .iter()
             .map(|x| x.as_f64().unwrap_or(f64::NAN))
             .collect()
     } else {
+        if excluding_fold.is_some() {
+            return Err(Error::invalid(
+                p,
+                "--rank-excluding-fold needs rnafm-train's metrics.json, not a .npy",
+            ));
+        }
         npy::read_float_array(p, None)?
             .iter()
             .map(|&x| f64::from(x))
@@ -876,6 +964,10 @@ mod tests {
             truth: csv,
             genes: None,
             rank_by: None,
+            rank_excluding_fold: None,
+            versus: None,
+            versus_rank_by: None,
+            replicates: 1000,
             oracle: None,
             out: Some(dir.path().join("r.json")),
             present_only: false,
@@ -931,6 +1023,10 @@ mod tests {
             truth: csv,
             genes: None,
             rank_by: Some(metrics),
+            rank_excluding_fold: None,
+            versus: None,
+            versus_rank_by: None,
+            replicates: 1000,
             oracle: None,
             out: Some(dir.path().join("r.json")),
             present_only: false,
@@ -942,9 +1038,49 @@ mod tests {
         assert!(render_table(&r).contains("n/a (point predictions)"));
         // all genes: A with r = 1, B with r = −1 (the metrics.json ranking was read)
         assert_eq!(r.accuracy[0].mean_pearson, 0.0);
+        assert!(r.versus.is_none());
+        // Against itself: a difference of exactly 0 in every replicate.
+        let me = EvaluateArgs {
+            versus: Some(args.pred.clone()),
+            replicates: 50,
+            ..args.clone()
+        };
+        let v = run_evaluate(&me).unwrap().versus.unwrap();
+        assert_eq!(v.differences[0].top_k, None);
+        for d in &v.differences {
+            assert_eq!(
+                (d.difference, d.ci_low, d.ci_high),
+                (0.0, 0.0, 0.0),
+                "{d:?}"
+            );
+        }
         std::fs::write(&list, "s1\nnope\n").unwrap();
         let e = run_evaluate(&args).unwrap_err().to_string();
         assert!(e.contains("heldout.txt") && e.contains("nope"), "{e}");
+    }
+
+    /// `--rank-excluding-fold k` reads the other folds' r for fold k; bad requests name the
+    /// file.
+    #[test]
+    fn ranking_without_a_fold_reads_that_folds_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = dir.path().join("metrics.json");
+        std::fs::write(
+            &metrics,
+            r#"{"pooled_gene_r": [0.5, 0.5], "gene_r_without_fold": [[0.9, 0.1], [0.2, 0.8]]}"#,
+        )
+        .unwrap();
+        assert_eq!(read_rank_by(&metrics, 2, None).unwrap(), vec![0.5, 0.5]);
+        assert_eq!(read_rank_by(&metrics, 2, Some(1)).unwrap(), vec![0.2, 0.8]);
+        let e = read_rank_by(&metrics, 2, Some(2)).unwrap_err().to_string();
+        assert!(e.contains("metrics.json") && e.contains("2 folds"), "{e}");
+        std::fs::write(&metrics, r#"{"pooled_gene_r": [0.5, 0.5]}"#).unwrap();
+        let e = read_rank_by(&metrics, 2, Some(0)).unwrap_err().to_string();
+        assert!(e.contains("older rnafm-train"), "{e}");
+        let npy = dir.path().join("r.npy");
+        rnafm_runtime::npy::write_npy(&npy, &ndarray::arr1(&[0.1f32, 0.2])).unwrap();
+        let e = read_rank_by(&npy, 2, Some(0)).unwrap_err().to_string();
+        assert!(e.contains("r.npy") && e.contains("metrics.json"), "{e}");
     }
 
     #[test]
@@ -959,6 +1095,10 @@ mod tests {
             truth: csv,
             genes: None,
             rank_by: None,
+            rank_excluding_fold: None,
+            versus: None,
+            versus_rank_by: None,
+            replicates: 1000,
             oracle: None,
             out: Some(dir.path().join("r.json")),
             present_only: false,

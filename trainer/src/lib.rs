@@ -19,6 +19,7 @@ pub mod import;
 pub mod init;
 pub mod layers;
 pub mod metrics;
+pub mod paired_bootstrap;
 pub mod pathway_graph;
 pub mod plots;
 pub mod preset;

@@ -72,6 +72,31 @@ pub fn summarize(m: &GeneMetrics, ranking: &[usize]) -> Vec<Summary> {
 }
 
 /// Gene indices ordered by r, best first (NaN-free by construction).
+/// For each fold k, per-gene r of the out-of-fold predictions of every slide outside fold k
+/// (`folds[k]` = its held-out rows of `oof`/`truth`): a ranking of genes that fold k's
+/// held-out slides took no part in, so top-k sets scored on them carry no selection bias.
+pub fn gene_r_without_each_fold(
+    oof: ArrayView2<'_, f32>,
+    truth: ArrayView2<'_, f32>,
+    folds: &[Vec<usize>],
+) -> Vec<Vec<f64>> {
+    (0..folds.len())
+        .map(|k| {
+            let rows: Vec<usize> = folds
+                .iter()
+                .enumerate()
+                .filter(|&(j, _)| j != k)
+                .flat_map(|(_, idx)| idx.iter().copied())
+                .collect();
+            gene_metrics(
+                oof.select(Axis(0), &rows).view(),
+                truth.select(Axis(0), &rows).view(),
+            )
+            .r
+        })
+        .collect()
+}
+
 pub fn rank_by_r(r: &[f64]) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..r.len()).collect();
     idx.sort_by(|&a, &b| r[b].total_cmp(&r[a]));
@@ -80,6 +105,18 @@ pub fn rank_by_r(r: &[f64]) -> Vec<usize> {
 
 #[cfg(test)]
 mod tests {
+
+    /// Fold k's ranking uses only the other folds' rows.
+    #[test]
+    fn r_without_each_fold_leaves_that_fold_out() {
+        // gene 0 predicted perfectly in fold 0 (rows 0-2), inversely in fold 1 (rows 3-5)
+        let truth = ndarray::array![[1.0f32], [2.0], [3.0], [1.0], [2.0], [3.0]];
+        let oof = ndarray::array![[1.0f32], [2.0], [3.0], [3.0], [2.0], [1.0]];
+        let r = gene_r_without_each_fold(oof.view(), truth.view(), &[vec![0, 1, 2], vec![3, 4, 5]]);
+        assert!((r[0][0] + 1.0).abs() < 1e-12, "{r:?}");
+        assert!((r[1][0] - 1.0).abs() < 1e-12, "{r:?}");
+    }
+
     use super::*;
     use ndarray::array;
 

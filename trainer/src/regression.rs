@@ -32,7 +32,7 @@ use crate::ema::renumber_params;
 use crate::fused::FusedOps;
 use crate::grad_clip::clip_global_norm;
 use crate::init::init_weights;
-use crate::metrics::{GeneMetrics, gene_metrics, rank_by_r, summarize};
+use crate::metrics::{GeneMetrics, gene_metrics, gene_r_without_each_fold, rank_by_r, summarize};
 use crate::slide_encoder::SlideEncoder;
 use crate::splits::Splits;
 use crate::train::{FoldResult, MetricsReport, TrainOptions, metrics_table, split_validation};
@@ -197,6 +197,7 @@ pub fn train_baseline<B: TrainBackend>(
         genes: genes.symbols().to_vec(),
         pooled_gene_r: pooled.r,
         pooled_gene_rmse: pooled.rmse,
+        gene_r_without_fold: gene_r_without_each_fold(oof.view(), cohort.log2.view(), &fold_tests),
     };
     let text = serde_json::to_string_pretty(&report).expect("metrics serialise");
     rnafm_runtime::atomic::write_bytes_atomic(&opts.out.join("metrics.json"), text.as_bytes())?;
@@ -408,6 +409,7 @@ mod tests {
             val_draws: 1,
             oof_draws: 1,
             val_fraction: 0.1,
+            val_loss: Default::default(),
             seed: 3,
             hidden: 16,
             depth: 1,

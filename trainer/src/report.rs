@@ -63,6 +63,9 @@ pub struct Row {
     pub crps: Option<f64>,
     /// (nominal, empirical) coverage at the curve levels.
     pub curve: Vec<(f64, f64)>,
+    /// From `evaluate --versus`: (difference, 95% interval low, high) of mean r at top 100
+    /// against the other model.
+    pub versus_top100: Option<(f64, f64, f64)>,
 }
 
 fn set_label(top_k: Option<usize>) -> String {
@@ -116,7 +119,23 @@ pub fn row_of(label: &str, eval: &Value) -> Row {
             .iter()
             .filter_map(|c| Some((c.get("level")?.as_f64()?, c.get("covered")?.as_f64()?)))
             .collect(),
+        versus_top100: versus_at(eval, 100),
     }
+}
+
+/// (difference, ci_low, ci_high) at top k from an evaluation's `versus` section.
+fn versus_at(eval: &Value, k: u64) -> Option<(f64, f64, f64)> {
+    let d = eval
+        .get("versus")?
+        .get("differences")?
+        .as_array()?
+        .iter()
+        .find(|d| d.get("top_k").and_then(Value::as_u64) == Some(k))?;
+    Some((
+        d.get("difference")?.as_f64()?,
+        d.get("ci_low")?.as_f64()?,
+        d.get("ci_high")?.as_f64()?,
+    ))
 }
 
 /// The oracle's row from an evaluation with an oracle section.
@@ -131,6 +150,7 @@ pub fn oracle_row(eval: &Value) -> Option<Row> {
         spearman: None,
         crps: None,
         curve: Vec::new(),
+        versus_top100: None,
     })
 }
 
@@ -209,9 +229,14 @@ pub fn checks(model: &Row, baseline: Option<&Row>, oracle: Option<&Row>) -> Vec<
     let m100 = r_at(model, "top 100");
     if let Some(b) = baseline {
         let b100 = r_at(b, "top 100");
+        let spread = model.versus_top100.map_or(String::new(), |(d, lo, hi)| {
+            format!(
+                " [difference {d:+.4}, 95% paired bootstrap interval over slides {lo:+.4} to {hi:+.4}]"
+            )
+        });
         out.push(Check {
             statement: format!(
-                "{} mean r at top 100 ({}) ≥ {}'s ({})",
+                "{} mean r at top 100 ({}) ≥ {}'s ({}){spread}",
                 model.label,
                 fmt(m100, 4),
                 b.label,
@@ -309,7 +334,7 @@ fn scatter_panels(args: &ReportArgs, pred: &Path) -> Result<(Vec<GenePanel>, usi
     let samples = samples.ok_or_else(|| Error::invalid(pred, "no draws to plot"))?;
     let truth = truth.select(Axis(0), &rows);
     let key = match &args.rank_by {
-        Some(p) => read_rank_by(p, names.len())?,
+        Some(p) => read_rank_by(p, names.len(), None)?,
         None => crate::evaluate::per_gene(mean.view(), truth.view()).pearson,
     };
     let mut order: Vec<usize> = (0..names.len()).filter(|&g| key[g].is_finite()).collect();
@@ -523,6 +548,19 @@ mod tests {
         assert!(c[1].holds && c[2].holds && c[3].holds);
         // oracle at all genes (0.6) is above both (0.3, 0.35); at top 100 0.8 > 0.62
         assert!(c[4].holds && c[5].holds);
+        assert!(!c[0].statement.contains("bootstrap"));
+        let mut with_ci = eval(0.3, 0.62, [0.52, 0.77, 0.93], true);
+        with_ci["versus"] = serde_json::json!({"predictions": "b.npy", "differences": [
+            {"top_k": null, "difference": -0.05, "ci_low": -0.1, "ci_high": 0.0},
+            {"top_k": 100, "difference": 0.02, "ci_low": -0.03, "ci_high": 0.07},
+        ]});
+        let c = checks(&row_of("RNA-FM", &with_ci), Some(&b), Some(&o));
+        assert!(
+            c[0].statement.contains("difference +0.0200")
+                && c[0].statement.contains("-0.0300 to +0.0700"),
+            "{}",
+            c[0].statement
+        );
         let worse = row_of("RNA-FM", &eval(0.3, 0.5, [0.3, 0.52, 0.63], true));
         let c = checks(&worse, Some(&b), Some(&o));
         assert!(!c[0].holds && !c[1].holds && !c[3].holds);

@@ -315,3 +315,57 @@ fn kill_9_then_resume_matches_an_uninterrupted_run() {
         }
     }
 }
+
+/// (epoch, val_loss, val_r) of fold 0's validations, from the info log.
+fn validations(stderr: &str) -> Vec<(u64, f64, f64)> {
+    let field = |line: &str, key: &str| -> Option<String> {
+        let rest = &line[line.find(&format!(" {key}="))? + key.len() + 2..];
+        Some(rest.split_whitespace().next()?.to_string())
+    };
+    stderr
+        .lines()
+        .filter(|l| l.contains("validation") && l.contains(" fold=0 "))
+        .filter_map(|l| {
+            Some((
+                field(l, "epoch")?.parse().ok()?,
+                field(l, "val_loss")?.parse().ok()?,
+                field(l, "val_r")?.parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// `--val-loss r` (the default) minimises 1 − r, `--val-loss flow` something else, and the
+/// best checkpoint is the epoch of the lowest validation loss.
+#[test]
+fn best_checkpoint_follows_the_validation_loss() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    cohort(dir);
+    for (kind, is_one_minus_r) in [("r", true), ("flow", false)] {
+        let out = base_command(dir, kind)
+            .args(["--val-every", "1", "--epochs", "4", "--patience", "10"])
+            .args(["--val-loss", kind])
+            .env("RUST_LOG", "info")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let v = validations(&stderr);
+        assert_eq!(v.len(), 4, "{stderr}");
+        for &(_, loss, r) in &v {
+            assert_eq!(
+                (loss - (1.0 - r)).abs() < 1e-12,
+                is_one_minus_r,
+                "{kind}: {v:?}"
+            );
+        }
+        let best = v.iter().min_by(|a, b| a.1.total_cmp(&b.1)).unwrap().0;
+        let state: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join(format!("{kind}/fold_0/last/train_state.json")))
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(state["best_epoch"], best, "{kind}: {v:?}");
+    }
+}

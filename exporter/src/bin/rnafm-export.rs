@@ -88,6 +88,7 @@ struct Args {
 }
 
 fn main() -> Result<()> {
+    rnafm_runtime::sigpipe::default_on_broken_pipe();
     let args = Args::parse();
     rnafm_runtime::logging::init(args.verbose);
 

@@ -167,6 +167,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    rnafm_runtime::sigpipe::default_on_broken_pipe();
     let cli = Cli::parse();
     rnafm_runtime::logging::init(cli.verbose);
     match run(cli) {

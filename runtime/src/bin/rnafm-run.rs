@@ -192,6 +192,7 @@ impl std::fmt::Display for Usage {
 impl std::error::Error for Usage {}
 
 fn main() -> ExitCode {
+    rnafm_runtime::sigpipe::default_on_broken_pipe();
     let cli = Cli::parse();
     rnafm_runtime::logging::init(cli.run.verbose);
     let result = match &cli.command {

@@ -155,10 +155,17 @@ struct TrainArgs {
     /// Validate (sample with EMA weights) every N epochs.
     #[arg(long, default_value_t = 5)]
     val_every: usize,
-    /// Stop a fold after this many validations without a lower validation loss (the
-    /// flow-matching loss of the EMA weights on the validation slides, z-scored units).
+    /// Stop a fold after this many validations without a lower validation loss (see
+    /// --val-loss).
     #[arg(long, default_value_t = 5)]
     patience: usize,
+    /// Validation loss of early stopping and of the best checkpoint, from the guided EMA
+    /// samples' mean on the validation slides: `r` = 1 − its mean per-gene Pearson r (what
+    /// the evaluation scores; the regression baseline stops on it too); `sample` = its squared
+    /// error against the truth (z units); `flow` = the flow-matching objective of the EMA
+    /// weights on the validation slides.
+    #[arg(long, value_enum, default_value = "r")]
+    val_loss: rnafm_trainer::train::ValLoss,
     /// Guidance scale for validation and prediction (1 = no guidance).
     #[arg(long, default_value_t = 2.0)]
     cfg: f64,
@@ -231,6 +238,7 @@ enum DeviceArg {
 }
 
 fn main() {
+    rnafm_runtime::sigpipe::default_on_broken_pipe();
     rnafm_trainer::allocator::keep_freed_memory();
     let cli = Cli::parse();
     rnafm_runtime::logging::init(cli.verbose);
@@ -385,6 +393,7 @@ fn train(a: TrainArgs) -> Result<()> {
         val_draws: a.val_draws.max(1),
         oof_draws: a.oof_draws.max(1),
         val_fraction: a.val_fraction,
+        val_loss: a.val_loss,
         seed: a.seed,
         hidden: a.hidden,
         depth: a.depth,
