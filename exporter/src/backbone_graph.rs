@@ -1,4 +1,5 @@
-//! `backbone.onnx`: tokens [B,P,H], t [B], slide_emb [B,H] → tokens_out [B,P,H], c [B,H].
+//! `backbone.onnx`: tokens [B,P,H], block_mod [B, depth, 6H] (from modulation.onnx) →
+//! tokens_out [B,P,H].
 //! With `int8` the token-wise linear layers of the blocks are dynamically quantised.
 
 use std::path::Path;
@@ -21,30 +22,16 @@ pub fn build(
     let mut c = Ctx::with_options(w, origin, opts);
     let x =
         c.g.input("tokens", &[Dim::Batch, Dim::Fixed(p), Dim::Fixed(h)]);
-    let t = c.g.input("t", &[Dim::Batch]);
-    let s = c.g.input("slide_emb", &[Dim::Batch, Dim::Fixed(h)]);
-    // Sinusoidal timestep embedding of t·1000 (DiT), 256 frequencies.
-    let half = 128;
-    let freqs: Vec<f32> = (0..half)
-        .map(|i| (-(10000f32).ln() * i as f32 / half as f32).exp() * 1000.0)
-        .collect();
-    let f = c.g.constant("freqs", &[1, half], &freqs);
-    let ax = c.g.constant_i64("axes", &[1], &[1]);
-    let tu = c.g.op("Unsqueeze", &[&t, &ax], vec![]);
-    let arg = c.g.op("Mul", &[&tu, &f], vec![]);
-    let cos = c.g.op("Cos", &[&arg], vec![]);
-    let sin = c.g.op("Sin", &[&arg], vec![]);
-    let emb = c.g.op("Concat", &[&cos, &sin], vec![attr_i("axis", -1)]);
-    let te = c.linear(&emb, "t_embedder.mlp.0", 2 * half, h, true)?;
-    let te = c.silu(&te);
-    let te = c.linear(&te, "t_embedder.mlp.2", h, h, true)?;
-    let cond = c.g.op("Add", &[&te, &s], vec![]);
-    let sc = c.silu(&cond);
+    // Modulations of every block from modulation.onnx, one row per token set.
+    let mods = c.g.input(
+        "block_mod",
+        &[Dim::Batch, Dim::Fixed(cfg.depth), Dim::Fixed(6 * h)],
+    );
     let mut y = x;
     for i in 0..cfg.depth {
         let b = format!("blocks.{i}");
-        let m = c.linear(&sc, &format!("{b}.adaLN_modulation.1"), h, 6 * h, true)?;
-        let m = c.g.op("Unsqueeze", &[&m, &ax], vec![]);
+        let idx = c.g.constant_i64("block", &[1], &[i as i64]);
+        let m = c.g.op("Gather", &[&mods, &idx], vec![attr_i("axis", 1)]); // [B,1,6H]
         let ch = c.g.op_n("Split", &[&m], vec![attr_i("axis", -1)], 6);
         let one = c.scalar(1.0);
         let n1 = c.layer_norm(&y, None, h, 1e-6)?;
@@ -82,6 +69,5 @@ pub fn build(
         "tokens_out",
         &[Dim::Batch, Dim::Fixed(p), Dim::Fixed(h)],
     );
-    c.g.output(&cond, "c", &[Dim::Batch, Dim::Fixed(h)]);
     Ok(c.g.encode("backbone"))
 }

@@ -1,4 +1,4 @@
-//! The four graphs of the runtime contract and the null condition's slide embedding, and
+//! The five graphs of the runtime contract and the null condition's slide embedding, and
 //! optionally int8 variants of the two per-step graphs whose cost is token-wise linear layers
 //! (`rnafm-export --int8`, `rnafm-run --precision int8`).
 
@@ -10,9 +10,10 @@ use rnafm_runtime::{Error, Result};
 use tract_onnx::prelude::*;
 
 use crate::layers::GraphOptions;
-use crate::{backbone_graph, condition_graph, embed_graph, heads_graph};
+use crate::{backbone_graph, condition_graph, embed_graph, heads_graph, modulation_graph};
 
 pub const CONDITION: &str = "condition.onnx";
+pub const MODULATION: &str = "modulation.onnx";
 pub const EMBED: &str = "embed.onnx";
 pub const BACKBONE: &str = "backbone.onnx";
 pub const HEADS: &str = "heads.onnx";
@@ -22,6 +23,7 @@ pub const BACKBONE_INT8: &str = "backbone.int8.onnx";
 
 pub struct Graphs {
     pub condition: Vec<u8>,
+    pub modulation: Vec<u8>,
     pub embed: Vec<u8>,
     pub backbone: Vec<u8>,
     pub heads: Vec<u8>,
@@ -33,9 +35,10 @@ pub struct Graphs {
 
 impl Graphs {
     /// (member name, bytes) of the graphs.
-    pub fn members(&self) -> [(&'static str, &[u8]); 4] {
+    pub fn members(&self) -> [(&'static str, &[u8]); 5] {
         [
             (CONDITION, &self.condition),
+            (MODULATION, &self.modulation),
             (EMBED, &self.embed),
             (BACKBONE, &self.backbone),
             (HEADS, &self.heads),
@@ -95,6 +98,8 @@ fn build_with(
     let cfg = &spec.config;
     let condition = condition_graph::build(cfg, w, origin)?;
     progress(CONDITION);
+    let modulation = modulation_graph::build(cfg, spec.pathways.len(), w, origin)?;
+    progress(MODULATION);
     let embed = embed_graph::build(spec, w, origin, opts)?;
     progress(EMBED);
     let backbone = backbone_graph::build(cfg, spec.pathways.len(), w, origin, opts)?;
@@ -108,6 +113,7 @@ fn build_with(
     progress(NULL_SLIDE_EMB);
     Ok(Graphs {
         condition,
+        modulation,
         embed,
         backbone,
         heads,

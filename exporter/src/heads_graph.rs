@@ -1,4 +1,5 @@
-//! `heads.onnx`: tokens_out [B,P,H], bg_token [B,1,H], c [B,H] → velocity v [B,G]
+//! `heads.onnx`: tokens_out [B,P,H], bg_token [B,1,H], head_mod [B,P,2H], bg_mod [B,2H]
+//! (from modulation.onnx) → velocity v [B,G]
 //! (per-pathway adaLN heads, background head, average over genes in several pathways).
 
 use std::collections::BTreeMap;
@@ -23,33 +24,10 @@ pub fn build(spec: &ModelSpec, w: &WeightMap, origin: &Path) -> Result<Vec<u8>> 
         c.g.input("tokens_out", &[Dim::Batch, Dim::Fixed(p), Dim::Fixed(h)]);
     let bgt =
         c.g.input("bg_token", &[Dim::Batch, Dim::Fixed(1), Dim::Fixed(h)]);
-    let cond = c.g.input("c", &[Dim::Batch, Dim::Fixed(h)]);
-    let sc = c.silu(&cond);
-
-    // All pathway adaLN projections in one MatMul: [B,H] × [H, P·2H] → [B,P,2H].
-    let mut wa = Vec::with_capacity(h * p * 2 * h);
-    let mut ba = Vec::with_capacity(p * 2 * h);
-    let mut cols: Vec<Vec<f32>> = Vec::with_capacity(p);
-    for i in 0..p {
-        let pre = format!("final_layer.adaLN_modulation.{i}.1");
-        cols.push(c.get(&format!("{pre}.weight"), &[2 * h, h])?.to_vec());
-        ba.extend_from_slice(c.get(&format!("{pre}.bias"), &[2 * h])?);
-    }
-    for r in 0..h {
-        for wi in &cols {
-            for o in 0..2 * h {
-                wa.push(wi[o * h + r]);
-            }
-        }
-    }
-    drop(cols);
-    let wa = c.g.constant("final_ada_w", &[h, p * 2 * h], &wa);
-    let ba = c.g.constant("final_ada_b", &[p * 2 * h], &ba);
-    let m = c.g.op("MatMul", &[&sc, &wa], vec![]);
-    let m = c.g.op("Add", &[&m, &ba], vec![]);
-    let shape =
-        c.g.constant_i64("shape", &[3], &[0, p as i64, 2 * h as i64]);
-    let m = c.g.op("Reshape", &[&m, &shape], vec![]);
+    // Shift and scale of every head, from modulation.onnx.
+    let m =
+        c.g.input("head_mod", &[Dim::Batch, Dim::Fixed(p), Dim::Fixed(2 * h)]);
+    let bgm = c.g.input("bg_mod", &[Dim::Batch, Dim::Fixed(2 * h)]);
     let sh = c.g.op_n("Split", &[&m], vec![attr_i("axis", -1)], 2);
     let one = c.scalar(1.0);
     let n = c.layer_norm(&tok, None, h, 1e-6)?;
@@ -92,9 +70,8 @@ pub fn build(spec: &ModelSpec, w: &WeightMap, origin: &Path) -> Result<Vec<u8>> 
     }
 
     // Background head (LayerNorm eps 1e-5, unlike the pathway heads).
-    let m = c.linear(&sc, "bg_head.ada.1", h, 2 * h, true)?;
     let ax = c.g_const_i64(&[1]);
-    let m = c.g.op("Unsqueeze", &[&m, &ax], vec![]);
+    let m = c.g.op("Unsqueeze", &[&bgm, &ax], vec![]);
     let sh = c.g.op_n("Split", &[&m], vec![attr_i("axis", -1)], 2);
     let n = c.layer_norm(&bgt, None, h, 1e-5)?;
     let s1 = c.g.op("Add", &[&sh[1], &one], vec![]);

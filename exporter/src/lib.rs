@@ -8,6 +8,7 @@ pub mod embed_graph;
 pub mod graphs;
 pub mod heads_graph;
 pub mod layers;
+pub mod modulation_graph;
 pub mod official;
 pub mod onnx_builder;
 pub mod packing;

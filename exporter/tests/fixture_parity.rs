@@ -52,20 +52,19 @@ fn max_diff(a: &Array2<f32>, b: &Array2<f32>) -> f32 {
         .fold(0.0, f32::max)
 }
 
-/// One engine's view of the four graphs.
+/// adaLN modulations of the blocks, the pathway heads and the background head.
+type Mods = (Array3<f32>, Array3<f32>, Array2<f32>);
+
+/// One engine's view of the five graphs.
 trait Engine {
     fn condition(&mut self, y: &Array3<f32>) -> Array2<f32>;
+    fn modulation(&mut self, t: &Array1<f32>, s: &Array2<f32>) -> Mods;
     fn embed(&mut self, x: &Array2<f32>) -> (Array3<f32>, Array3<f32>);
-    fn backbone(
-        &mut self,
-        tok: &Array3<f32>,
-        t: &Array1<f32>,
-        s: &Array2<f32>,
-    ) -> (Array3<f32>, Array2<f32>);
-    fn heads(&mut self, tok: &Array3<f32>, bg: &Array3<f32>, c: &Array2<f32>) -> Array2<f32>;
+    fn backbone(&mut self, tok: &Array3<f32>, m: &Array3<f32>) -> Array3<f32>;
+    fn heads(&mut self, tok: &Array3<f32>, bg: &Array3<f32>, m: &Mods) -> Array2<f32>;
 }
 
-struct Ort([Session; 4]);
+struct Ort([Session; 5]);
 
 fn o2(o: &ort::session::SessionOutputs<'_>, n: &str) -> ArrayD<f32> {
     o[n].try_extract_array::<f32>().unwrap().to_owned()
@@ -78,8 +77,21 @@ impl Engine for Ort {
             .unwrap();
         o2(&o, "slide_emb").into_dimensionality::<Ix2>().unwrap()
     }
-    fn embed(&mut self, x: &Array2<f32>) -> (Array3<f32>, Array3<f32>) {
+    fn modulation(&mut self, t: &Array1<f32>, s: &Array2<f32>) -> Mods {
         let o = self.0[1]
+            .run(ort::inputs![
+                "t" => TensorRef::from_array_view(t).unwrap(),
+                "slide_emb" => TensorRef::from_array_view(s).unwrap()
+            ])
+            .unwrap();
+        (
+            o2(&o, "block_mod").into_dimensionality::<Ix3>().unwrap(),
+            o2(&o, "head_mod").into_dimensionality::<Ix3>().unwrap(),
+            o2(&o, "bg_mod").into_dimensionality::<Ix2>().unwrap(),
+        )
+    }
+    fn embed(&mut self, x: &Array2<f32>) -> (Array3<f32>, Array3<f32>) {
+        let o = self.0[2]
             .run(ort::inputs!["x" => TensorRef::from_array_view(x).unwrap()])
             .unwrap();
         (
@@ -87,30 +99,22 @@ impl Engine for Ort {
             o2(&o, "bg_token").into_dimensionality::<Ix3>().unwrap(),
         )
     }
-    fn backbone(
-        &mut self,
-        tok: &Array3<f32>,
-        t: &Array1<f32>,
-        s: &Array2<f32>,
-    ) -> (Array3<f32>, Array2<f32>) {
-        let o = self.0[2]
+    fn backbone(&mut self, tok: &Array3<f32>, m: &Array3<f32>) -> Array3<f32> {
+        let o = self.0[3]
             .run(ort::inputs![
                 "tokens" => TensorRef::from_array_view(tok).unwrap(),
-                "t" => TensorRef::from_array_view(t).unwrap(),
-                "slide_emb" => TensorRef::from_array_view(s).unwrap()
+                "block_mod" => TensorRef::from_array_view(m).unwrap()
             ])
             .unwrap();
-        (
-            o2(&o, "tokens_out").into_dimensionality::<Ix3>().unwrap(),
-            o2(&o, "c").into_dimensionality::<Ix2>().unwrap(),
-        )
+        o2(&o, "tokens_out").into_dimensionality::<Ix3>().unwrap()
     }
-    fn heads(&mut self, tok: &Array3<f32>, bg: &Array3<f32>, c: &Array2<f32>) -> Array2<f32> {
-        let o = self.0[3]
+    fn heads(&mut self, tok: &Array3<f32>, bg: &Array3<f32>, m: &Mods) -> Array2<f32> {
+        let o = self.0[4]
             .run(ort::inputs![
                 "tokens_out" => TensorRef::from_array_view(tok).unwrap(),
                 "bg_token" => TensorRef::from_array_view(bg).unwrap(),
-                "c" => TensorRef::from_array_view(c).unwrap()
+                "head_mod" => TensorRef::from_array_view(&m.1).unwrap(),
+                "bg_mod" => TensorRef::from_array_view(&m.2).unwrap()
             ])
             .unwrap();
         o2(&o, "v").into_dimensionality::<Ix2>().unwrap()
@@ -118,7 +122,7 @@ impl Engine for Ort {
 }
 
 type Plan = TypedRunnableModel;
-struct Tract([Arc<Plan>; 4]);
+struct Tract([Arc<Plan>; 5]);
 
 fn tract_plan(bytes: &[u8]) -> Arc<Plan> {
     tract_onnx::onnx()
@@ -146,35 +150,34 @@ impl Engine for Tract {
             .into_dimensionality()
             .unwrap()
     }
+    fn modulation(&mut self, t: &Array1<f32>, s: &Array2<f32>) -> Mods {
+        let mut o = trun(&self.0[1], vec![t.clone().into_dyn(), s.clone().into_dyn()]);
+        let bg = o.pop().unwrap().into_dimensionality().unwrap();
+        let head = o.pop().unwrap().into_dimensionality().unwrap();
+        (o.pop().unwrap().into_dimensionality().unwrap(), head, bg)
+    }
     fn embed(&mut self, x: &Array2<f32>) -> (Array3<f32>, Array3<f32>) {
-        let mut o = trun(&self.0[1], vec![x.clone().into_dyn()]);
+        let mut o = trun(&self.0[2], vec![x.clone().into_dyn()]);
         let bg = o.pop().unwrap().into_dimensionality().unwrap();
         (o.pop().unwrap().into_dimensionality().unwrap(), bg)
     }
-    fn backbone(
-        &mut self,
-        tok: &Array3<f32>,
-        t: &Array1<f32>,
-        s: &Array2<f32>,
-    ) -> (Array3<f32>, Array2<f32>) {
-        let mut o = trun(
-            &self.0[2],
-            vec![
-                tok.clone().into_dyn(),
-                t.clone().into_dyn(),
-                s.clone().into_dyn(),
-            ],
-        );
-        let c = o.pop().unwrap().into_dimensionality().unwrap();
-        (o.pop().unwrap().into_dimensionality().unwrap(), c)
-    }
-    fn heads(&mut self, tok: &Array3<f32>, bg: &Array3<f32>, c: &Array2<f32>) -> Array2<f32> {
+    fn backbone(&mut self, tok: &Array3<f32>, m: &Array3<f32>) -> Array3<f32> {
         trun(
             &self.0[3],
+            vec![tok.clone().into_dyn(), m.clone().into_dyn()],
+        )
+        .remove(0)
+        .into_dimensionality()
+        .unwrap()
+    }
+    fn heads(&mut self, tok: &Array3<f32>, bg: &Array3<f32>, m: &Mods) -> Array2<f32> {
+        trun(
+            &self.0[4],
             vec![
                 tok.clone().into_dyn(),
                 bg.clone().into_dyn(),
-                c.clone().into_dyn(),
+                m.1.clone().into_dyn(),
+                m.2.clone().into_dyn(),
             ],
         )
         .remove(0)
@@ -193,12 +196,14 @@ fn velocity(
     cfg: Option<f32>,
 ) -> Array2<f32> {
     let (tok, bg) = e.embed(x);
-    let (to, c) = e.backbone(&tok, t, s);
-    let vc = e.heads(&to, &bg, &c);
+    let mc = e.modulation(t, s);
+    let to = e.backbone(&tok, &mc.0);
+    let vc = e.heads(&to, &bg, &mc);
     let Some(cfg) = cfg else { return vc };
     let nb = concatenate(Axis(0), &vec![null.view(); x.nrows()]).unwrap();
-    let (tu, cu) = e.backbone(&tok, t, &nb);
-    let vu = e.heads(&tu, &bg, &cu);
+    let mu = e.modulation(t, &nb);
+    let tu = e.backbone(&tok, &mu.0);
+    let vu = e.heads(&tu, &bg, &mu);
     &vu + &((&vc - &vu) * cfg)
 }
 

@@ -103,11 +103,21 @@ fn paper_config_export_time_size_and_engine_agreement() {
         threads: 0,
     })
     .unwrap();
-    let [c, e, bb, hh] = g.members().map(|(n, bytes)| (n, bytes));
-    let _ = c;
+    let [_, m, e, bb, hh] = g.members();
+    let mut md = f.session(m.1, m.0).unwrap();
     let mut emb = f.session(e.1, e.0).unwrap();
     let mut bk = f.session(bb.1, bb.0).unwrap();
     let mut hd = f.session(hh.1, hh.0).unwrap();
+    // The modulations are per slide (once for all steps), outside the per-step time.
+    let o = md
+        .run(ort::inputs![
+            "t" => TensorRef::from_array_view(&t).unwrap(),
+            "slide_emb" => TensorRef::from_array_view(&s).unwrap()
+        ])
+        .unwrap();
+    let get = |n: &str| o[n].try_extract_array::<f32>().unwrap().to_owned();
+    let (block_mod, head_mod, bg_mod) = (get("block_mod"), get("head_mod"), get("bg_mod"));
+    drop(o);
     let t0 = Instant::now();
     let o = emb
         .run(ort::inputs!["x" => TensorRef::from_array_view(&x).unwrap()])
@@ -118,21 +128,20 @@ fn paper_config_export_time_size_and_engine_agreement() {
     let o = bk
         .run(ort::inputs![
             "tokens" => TensorRef::from_array_view(&tok).unwrap(),
-            "t" => TensorRef::from_array_view(&t).unwrap(),
-            "slide_emb" => TensorRef::from_array_view(&s).unwrap()
+            "block_mod" => TensorRef::from_array_view(&block_mod).unwrap()
         ])
         .unwrap();
     let to = o["tokens_out"]
         .try_extract_array::<f32>()
         .unwrap()
         .to_owned();
-    let cc = o["c"].try_extract_array::<f32>().unwrap().to_owned();
     drop(o);
     let o = hd
         .run(ort::inputs![
             "tokens_out" => TensorRef::from_array_view(&to).unwrap(),
             "bg_token" => TensorRef::from_array_view(&bg).unwrap(),
-            "c" => TensorRef::from_array_view(&cc).unwrap()
+            "head_mod" => TensorRef::from_array_view(&head_mod).unwrap(),
+            "bg_mod" => TensorRef::from_array_view(&bg_mod).unwrap()
         ])
         .unwrap();
     let v_ort = o["v"].try_extract_array::<f32>().unwrap().to_owned();
@@ -143,15 +152,17 @@ fn paper_config_export_time_size_and_engine_agreement() {
     );
 
     // tract has no com.microsoft operators: it runs the standard-ONNX form of the graphs.
-    drop((emb, bk, hd));
+    drop((md, emb, bk, hd));
     let portable = graphs::build_portable(&spec, &w, origin).unwrap();
-    let [_, e, bb, hh] = portable.members();
+    let [_, m, e, bb, hh] = portable.members();
+    let tm = tract_run(m.1, vec![t.clone().into_dyn(), s.clone().into_dyn()]);
     let te = tract_run(e.1, vec![x.clone().into_dyn()]);
-    let tb = tract_run(
-        bb.1,
-        vec![te[0].clone(), t.clone().into_dyn(), s.clone().into_dyn()],
-    );
-    let v_tr = tract_run(hh.1, vec![tb[0].clone(), te[1].clone(), tb[1].clone()]).remove(0);
+    let tb = tract_run(bb.1, vec![te[0].clone(), tm[0].clone()]);
+    let v_tr = tract_run(
+        hh.1,
+        vec![tb[0].clone(), te[1].clone(), tm[1].clone(), tm[2].clone()],
+    )
+    .remove(0);
     let v_ort: Array2<f32> = v_ort.into_dimensionality().unwrap();
     let v_tr: Array2<f32> = v_tr.into_dimensionality().unwrap();
     let scale = v_tr.iter().fold(0.0f32, |m, v| m.max(v.abs()));

@@ -114,10 +114,30 @@ pub fn locate_library() -> Result<PathBuf> {
         .ok_or_else(|| Error::Runtime(format!("ONNX Runtime library not found; {SETUP_HINT}")))
 }
 
-static ENV: OnceLock<std::result::Result<(Environment, PathBuf), String>> = OnceLock::new();
+/// The environment, the library it came from, and the size of its shared thread pool.
+struct Env {
+    env: Environment,
+    path: PathBuf,
+    pool_threads: usize,
+}
 
-/// The process-wide ONNX Runtime environment (ONNX Runtime allows one per process).
-pub fn environment() -> Result<&'static Environment> {
+static ENV: OnceLock<std::result::Result<Env, String>> = OnceLock::new();
+
+/// Whether idle pool threads spin (RNAFM_ORT_SPIN=0 turns it off).
+fn spinning() -> bool {
+    std::env::var("RNAFM_ORT_SPIN").as_deref() != Ok("0")
+}
+
+/// The process-wide ONNX Runtime environment (ONNX Runtime allows one per process). The
+/// first call settles its shared intra-op thread pool of `threads` threads, which every CPU
+/// session of that thread count uses.
+///
+/// Why one shared pool: with a pool per session, the three per-step graphs each own threads
+/// that keep spinning after their session's run, and on 2 cores they take the CPU from the
+/// next graph's threads: one sample at the paper config sampled in 3.54 s that way, 2.19 s
+/// with one shared spinning pool and 2.31 s with per-session pools that do not spin (ORT
+/// 1.31.1, 2 threads, measured).
+pub fn environment_with(threads: usize) -> Result<&'static Environment> {
     let made = ENV.get_or_init(|| {
         let path = locate_library().map_err(|e| e.to_string())?;
         let builder = ort::init_from(&path).map_err(|e| {
@@ -126,23 +146,47 @@ pub fn environment() -> Result<&'static Environment> {
                 path.display()
             )
         })?;
+        let pool_threads = threads.max(1);
+        let pool = ort::environment::GlobalThreadPoolOptions::default()
+            .with_intra_threads(pool_threads)
+            .and_then(|o| o.with_inter_threads(1))
+            .and_then(|o| o.with_spin_control(spinning()))
+            .map_err(|e| format!("ONNX Runtime thread pool: {e}"))?;
         let env = builder
             .with_name("rnafm")
+            .with_global_thread_pool(pool)
             .build()
             .map_err(|e| format!("ONNX Runtime at {}: {e}", path.display()))?;
-        tracing::debug!(library = %path.display(), "ONNX Runtime loaded");
-        Ok((env, path))
+        tracing::debug!(library = %path.display(), pool_threads, "ONNX Runtime loaded");
+        Ok(Env {
+            env,
+            path,
+            pool_threads,
+        })
     });
     match made {
-        Ok((env, _)) => Ok(env),
+        Ok(e) => Ok(&e.env),
         Err(msg) => Err(Error::Runtime(msg.clone())),
+    }
+}
+
+/// [`environment_with`] one thread per core.
+pub fn environment() -> Result<&'static Environment> {
+    environment_with(default_threads())
+}
+
+/// Threads of the environment's shared pool (after [`environment_with`] succeeded).
+fn pool_threads() -> Option<usize> {
+    match ENV.get() {
+        Some(Ok(e)) => Some(e.pool_threads),
+        _ => None,
     }
 }
 
 /// The library the environment was loaded from (after [`environment`] succeeded).
 pub fn library_path() -> Option<&'static Path> {
     match ENV.get() {
-        Some(Ok((_, p))) => Some(p.as_path()),
+        Some(Ok(e)) => Some(e.path.as_path()),
         _ => None,
     }
 }
@@ -180,7 +224,11 @@ pub struct SessionFactory {
 
 impl SessionFactory {
     pub fn new(options: SessionOptions) -> Result<Self> {
-        environment()?;
+        let threads = match options.threads {
+            0 => default_threads(),
+            n => n,
+        };
+        environment_with(threads)?;
         let device = match options.device {
             DeviceChoice::Cpu => Some(Device::Cpu),
             DeviceChoice::Cuda => {
@@ -244,27 +292,31 @@ impl SessionFactory {
 
     fn build(&self, bytes: &[u8], name: &str, cuda: bool) -> Result<Session> {
         let fail = |e: String| Error::Runtime(format!("{name}: {e}"));
-        let env = environment()?;
+        let env = environment_with(self.threads())?;
         let mut b = Session::builder(env)
             .map_err(|e| fail(e.to_string()))?
             .with_optimization_level(GraphOptimizationLevel::Level3)
             .map_err(|e| fail(e.to_string()))?
-            .with_intra_threads(self.threads())
-            .map_err(|e| fail(e.to_string()))?
             // Same input → same output, run to run (ORT otherwise may pick kernels by timing).
             .with_deterministic_compute(true)
             .map_err(|e| fail(e.to_string()))?;
+        if pool_threads() != Some(self.threads()) {
+            // Another thread count than the shared pool's (a second model in one process):
+            // a pool of its own, not spinning, so that it does not starve the shared one.
+            b = b
+                .with_independent_thread_pool()
+                .map_err(|e| fail(e.to_string()))?
+                .with_intra_threads(self.threads())
+                .map_err(|e| fail(e.to_string()))?
+                .with_intra_op_spinning(false)
+                .map_err(|e| fail(e.to_string()))?;
+        }
         // RNAFM_ORT_PROFILE=PREFIX writes ONNX Runtime's per-node profile of each session to
         // PREFIX-<graph>_<time>.json (for finding which nodes dominate).
         if let Some(prefix) = std::env::var_os("RNAFM_ORT_PROFILE") {
             let stem = name.rsplit('/').next().unwrap_or(name).replace(".onnx", "");
             let file = format!("{}-{stem}", prefix.to_string_lossy());
             b = b.with_profiling(file).map_err(|e| fail(e.to_string()))?;
-        }
-        if std::env::var("RNAFM_ORT_SPIN").as_deref() == Ok("0") {
-            b = b
-                .with_intra_op_spinning(false)
-                .map_err(|e| fail(e.to_string()))?;
         }
         if cuda {
             // Without error_on_failure ORT silently falls back to CPU.

@@ -1,9 +1,11 @@
 //! The guided flow sampler: integrates the learned velocity field from Gaussian noise (t=0)
-//! to expression (t=1) with Euler steps, on the four exported ONNX graphs.
+//! to expression (t=1) with Euler steps, on the five exported ONNX graphs.
 //!
-//! Per slide the condition graph runs once; per step the embedding graph runs once on the
-//! current samples and its tokens feed both guidance branches (with the slide's embedding
-//! and with the null embedding) in one backbone/heads call of twice the batch.
+//! Per slide the condition graph runs once, and the modulation graph runs once for every
+//! time point of the grid and both guidance branches (the adaLN modulations depend on
+//! (t, slide) only); per step the embedding graph runs once on the current samples and its
+//! tokens feed both guidance branches in one backbone/heads call of twice the batch, which
+//! read their rows of the precomputed modulations.
 //!
 //! ONNX Runtime's CPU GEMM takes another kernel for a single-row product, which changes the
 //! last bits of the result. So that a sample's numbers do not depend on how samples are
@@ -19,9 +21,10 @@ use rand_distr::{Distribution, StandardNormal};
 
 use crate::error::{Error, Result};
 
-/// The four graphs of a bundle plus the null condition's slide embedding.
+/// The five graphs of a bundle plus the null condition's slide embedding.
 pub struct FlowGraphs {
     pub condition: Session,
+    pub modulation: Session,
     pub embed: Session,
     pub backbone: Session,
     pub heads: Session,
@@ -51,6 +54,39 @@ impl Default for SampleParams {
             seed: 0,
             batch: 16,
         }
+    }
+}
+
+/// adaLN modulations from modulation.onnx for a list of time points: row 2i is time point i
+/// with the slide's embedding, row 2i+1 the same time with the null embedding.
+pub struct Modulations {
+    /// DiT blocks, [R, depth, 6H].
+    pub block: Array3<f32>,
+    /// Pathway heads, [R, P, 2H].
+    pub head: Array3<f32>,
+    /// Background head, [R, 2H].
+    pub bg: Array2<f32>,
+}
+
+impl Modulations {
+    /// The rows of a backbone/heads call at time point `i`: `b` conditional rows, then (when
+    /// `guided`) `b` null-condition rows.
+    fn rows(&self, i: usize, b: usize, guided: bool) -> (Array3<f32>, Array3<f32>, Array2<f32>) {
+        let pick = |r: usize| if guided && r >= b { 2 * i + 1 } else { 2 * i };
+        let n = if guided { 2 * b } else { b };
+        let stack3 = |a: &Array3<f32>| {
+            let (_, d1, d2) = a.dim();
+            let mut out = Array3::<f32>::zeros((n, d1, d2));
+            for (r, mut row) in out.outer_iter_mut().enumerate() {
+                row.assign(&a.index_axis(Axis(0), pick(r)));
+            }
+            out
+        };
+        let mut bg = Array2::<f32>::zeros((n, self.bg.ncols()));
+        for (r, mut row) in bg.rows_mut().into_iter().enumerate() {
+            row.assign(&self.bg.row(pick(r)));
+        }
+        (stack3(&self.block), stack3(&self.head), bg)
     }
 }
 
@@ -188,35 +224,69 @@ impl FlowGraphs {
         ))
     }
 
-    /// Velocity [R,G] of R rows: tokens [R,P,H], background tokens [R,1,H] and slide
-    /// embeddings [R,H], at time `t`.
+    /// adaLN modulations for time points `times` with the slide's embedding and with the null
+    /// embedding ([`Modulations`]), in one modulation.onnx call of 2·len rows.
+    pub fn modulations(&mut self, times: &[f32], slide_emb: &Array1<f32>) -> Result<Modulations> {
+        let n = 2 * times.len();
+        let h = self.hidden();
+        let mut emb = Array2::<f32>::zeros((n, h));
+        let mut tt = Array1::<f32>::zeros(n);
+        for (i, &t) in times.iter().enumerate() {
+            emb.row_mut(2 * i).assign(slide_emb);
+            emb.row_mut(2 * i + 1).assign(&self.null_slide_emb);
+            tt[2 * i] = t;
+            tt[2 * i + 1] = t;
+        }
+        let (emb, tt) = (at_least_min_rows(emb.view()), at_least_min_rows(tt.view()));
+        let name = "modulation.onnx";
+        let out = self
+            .modulation
+            .run(ort::inputs![
+                "t" => TensorRef::from_array_view(&tt).map_err(ort_err(name))?,
+                "slide_emb" => TensorRef::from_array_view(&emb).map_err(ort_err(name))?,
+            ])
+            .map_err(ort_err(name))?;
+        let m = Modulations {
+            block: output3(&out, name, "block_mod")?,
+            head: output3(&out, name, "head_mod")?,
+            bg: output2(&out, name, "bg_mod")?,
+        };
+        let rows = emb.nrows();
+        if m.block.dim().0 != rows || m.head.dim().0 != rows || m.bg.nrows() != rows {
+            return Err(Error::Runtime(format!(
+                "{name}: outputs have {}, {} and {} rows, expected {rows}",
+                m.block.dim().0,
+                m.head.dim().0,
+                m.bg.nrows()
+            )));
+        }
+        Ok(m)
+    }
+
+    /// Velocity [R,G] of R rows: tokens [R,P,H], background tokens [R,1,H] and their
+    /// modulation rows.
     fn branch_velocity(
         &mut self,
         tokens: ArrayView3<'_, f32>,
         bg: ArrayView3<'_, f32>,
-        emb: ArrayView2<'_, f32>,
-        t: f32,
+        mods: (Array3<f32>, Array3<f32>, Array2<f32>),
     ) -> Result<Array2<f32>> {
         let rows = tokens.dim().0;
-        let (tokens, bg, emb) = (
-            at_least_min_rows(tokens),
-            at_least_min_rows(bg),
-            at_least_min_rows(emb),
+        let (tokens, bg) = (at_least_min_rows(tokens), at_least_min_rows(bg));
+        let (block, head, bg_mod) = (
+            at_least_min_rows(mods.0.view()),
+            at_least_min_rows(mods.1.view()),
+            at_least_min_rows(mods.2.view()),
         );
-        let tt = Array1::<f32>::from_elem(tokens.dim().0, t);
-        let (tokens_out, c) = {
+        let tokens_out = {
             let out = self
                 .backbone
                 .run(ort::inputs![
                     "tokens" => TensorRef::from_array_view(&tokens).map_err(ort_err("backbone.onnx"))?,
-                    "t" => TensorRef::from_array_view(&tt).map_err(ort_err("backbone.onnx"))?,
-                    "slide_emb" => TensorRef::from_array_view(&emb).map_err(ort_err("backbone.onnx"))?,
+                    "block_mod" => TensorRef::from_array_view(&block).map_err(ort_err("backbone.onnx"))?,
                 ])
                 .map_err(ort_err("backbone.onnx"))?;
-            (
-                output3(&out, "backbone.onnx", "tokens_out")?,
-                output2(&out, "backbone.onnx", "c")?,
-            )
+            output3(&out, "backbone.onnx", "tokens_out")?
         };
         let v = {
             let out = self
@@ -224,7 +294,8 @@ impl FlowGraphs {
                 .run(ort::inputs![
                     "tokens_out" => TensorRef::from_array_view(&tokens_out).map_err(ort_err("heads.onnx"))?,
                     "bg_token" => TensorRef::from_array_view(&bg).map_err(ort_err("heads.onnx"))?,
-                    "c" => TensorRef::from_array_view(&c).map_err(ort_err("heads.onnx"))?,
+                    "head_mod" => TensorRef::from_array_view(&head).map_err(ort_err("heads.onnx"))?,
+                    "bg_mod" => TensorRef::from_array_view(&bg_mod).map_err(ort_err("heads.onnx"))?,
                 ])
                 .map_err(ort_err("heads.onnx"))?;
             output2(&out, "heads.onnx", "v")?
@@ -251,27 +322,32 @@ impl FlowGraphs {
         slide_emb: &Array1<f32>,
         cfg: f32,
     ) -> Result<Array2<f32>> {
+        let mods = self.modulations(&[t], slide_emb)?;
+        self.velocity_at(x, &mods, 0, cfg)
+    }
+
+    /// Guided velocity for states `x` [B,G] at time point `i` of `mods`.
+    pub fn velocity_at(
+        &mut self,
+        x: ArrayView2<'_, f32>,
+        mods: &Modulations,
+        i: usize,
+        cfg: f32,
+    ) -> Result<Array2<f32>> {
         let b = x.nrows();
         let (tokens, bg) = self.embed(x)?;
         // cfg = 1 is the conditional velocity alone; skip the null branch.
         let guided = cfg != 1.0;
         let rows = if guided { 2 * b } else { b };
-        let mut emb = Array2::<f32>::zeros((rows, slide_emb.len()));
-        for (r, mut row) in emb.rows_mut().into_iter().enumerate() {
-            row.assign(if r < b {
-                slide_emb
-            } else {
-                &self.null_slide_emb
-            });
-        }
+        let m = mods.rows(i, b, guided);
         let v = if guided {
             let cat = |a: &Array3<f32>| {
                 concatenate(Axis(0), &[a.view(), a.view()])
                     .map_err(|e| Error::Runtime(format!("embed.onnx: {e}")))
             };
-            self.branch_velocity(cat(&tokens)?.view(), cat(&bg)?.view(), emb.view(), t)?
+            self.branch_velocity(cat(&tokens)?.view(), cat(&bg)?.view(), m)?
         } else {
-            self.branch_velocity(tokens.view(), bg.view(), emb.view(), t)?
+            self.branch_velocity(tokens.view(), bg.view(), m)?
         };
         if v.ncols() != x.ncols() {
             return Err(Error::Runtime(format!(
@@ -291,15 +367,36 @@ impl FlowGraphs {
     /// Euler integration of `z` [B,G] over linspace(0,1,steps); `tick` is called after each step.
     pub fn integrate(
         &mut self,
-        mut state: Array2<f32>,
+        state: Array2<f32>,
         slide_emb: &Array1<f32>,
         steps: usize,
         cfg: f32,
         tick: &mut dyn FnMut(),
     ) -> Result<Array2<f32>> {
         let grid = time_grid(steps);
-        for w in grid.windows(2) {
-            let v = self.velocity(state.view(), w[0], slide_emb, cfg)?;
+        if grid.len() < 2 {
+            return Ok(state);
+        }
+        let mods = self.grid_modulations(&grid, slide_emb)?;
+        self.integrate_with(state, &mods, &grid, cfg, tick)
+    }
+
+    /// Modulations for the Euler steps of `grid` (every time point but the last).
+    fn grid_modulations(&mut self, grid: &[f32], slide_emb: &Array1<f32>) -> Result<Modulations> {
+        self.modulations(&grid[..grid.len().saturating_sub(1)], slide_emb)
+    }
+
+    /// Euler integration over `grid` with its step modulations `mods`.
+    fn integrate_with(
+        &mut self,
+        mut state: Array2<f32>,
+        mods: &Modulations,
+        grid: &[f32],
+        cfg: f32,
+        tick: &mut dyn FnMut(),
+    ) -> Result<Array2<f32>> {
+        for (i, w) in grid.windows(2).enumerate() {
+            let v = self.velocity_at(state.view(), mods, i, cfg)?;
             state.scaled_add(w[1] - w[0], &v);
             tick();
         }
@@ -322,6 +419,10 @@ impl FlowGraphs {
             )));
         }
         let slide_emb = self.slide_embedding(features)?;
+        // Once per slide, shared by every chunk: a sample's modulations do not depend on how
+        // the samples are chunked.
+        let grid = time_grid(params.steps);
+        let mods = self.grid_modulations(&grid, &slide_emb)?;
         // As many chunks as `batch` requires, of near-equal size (100 at batch 16: 2 × 15 and
         // 5 × 14, not 6 × 16 and a slow 4).
         let chunks = params.samples.div_ceil(params.batch.max(1));
@@ -330,7 +431,7 @@ impl FlowGraphs {
         for c in 0..chunks {
             let count = params.samples / chunks + usize::from(c < params.samples % chunks);
             let z = noise(params.seed, first, count, genes);
-            let x = self.integrate(z, &slide_emb, params.steps, params.cfg, tick)?;
+            let x = self.integrate_with(z, &mods, &grid, params.cfg, tick)?;
             out.slice_mut(s![first..first + count, ..]).assign(&x);
             first += count;
         }

@@ -57,6 +57,7 @@ fn write_bundle(model_dir: &Path, path: &Path, cals: Vec<Calibration>) {
     let mut w = BundleWriter::new(manifest);
     for name in [
         "condition.onnx",
+        "modulation.onnx",
         "embed.onnx",
         "backbone.onnx",
         "heads.onnx",

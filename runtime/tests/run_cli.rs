@@ -397,6 +397,11 @@ fn reliability_column_and_input_shift_warning() {
 /// Packs the toy model folder into a `.rnafm` bundle with a self-test whose expected output
 /// is `expected_shift` away from what the sampler computes in-process.
 fn write_toy_bundle(s: &Setup, path: &Path, expected_shift: f32) {
+    write_toy_bundle_without(s, path, expected_shift, None)
+}
+
+/// [`write_toy_bundle`] without member `skip` (a bundle from an older exporter, say).
+fn write_toy_bundle_without(s: &Setup, path: &Path, expected_shift: f32, skip: Option<&str>) {
     use rnafm_runtime::bundle::BundleWriter;
     use rnafm_runtime::manifest::{
         FeatureStats, Manifest, SCHEMA_VERSION, SamplingDefaults, SelfTest, SlideContract,
@@ -455,12 +460,15 @@ fn write_toy_bundle(s: &Setup, path: &Path, expected_shift: f32) {
     let mut w = BundleWriter::new(manifest);
     for name in [
         "condition.onnx",
+        "modulation.onnx",
         "embed.onnx",
         "backbone.onnx",
         "heads.onnx",
         "null_slide_emb.npy",
     ] {
-        w.add(name, std::fs::read(dir.join(name)).unwrap()).unwrap();
+        if Some(name) != skip {
+            w.add(name, std::fs::read(dir.join(name)).unwrap()).unwrap();
+        }
     }
     w.add("self_test/features.npy", npy(&features)).unwrap();
     w.add("self_test/expected.npy", npy(&expected)).unwrap();
@@ -476,6 +484,25 @@ fn bundle_runs_self_tests_and_inspects() {
     let o = run(&["--self-test", "--model", &good]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("PASS"));
+    // A bundle from before the modulation graph: one line saying to export it again.
+    let old = s.root.join("old.rnafm");
+    write_toy_bundle_without(&s, &old, 0.0, Some("modulation.onnx"));
+    let a = s.root.join("slides/a.npy").display().to_string();
+    let out_old = s.root.join("o_old");
+    let o = run(&[
+        &a,
+        "--model",
+        &old.display().to_string(),
+        "--out",
+        &out_old.display().to_string(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("old.rnafm") && e.contains("modulation.onnx") && e.contains("export it again"),
+        "{e}"
+    );
+    assert!(!out_old.join("a.genes.tsv").exists());
     let bad = s.root.join("bad.rnafm");
     write_toy_bundle(&s, &bad, 0.01);
     let o = run(&[

@@ -70,6 +70,7 @@ fn write_bundle(root: &Path) -> PathBuf {
     let mut w = BundleWriter::new(manifest);
     for name in [
         "condition.onnx",
+        "modulation.onnx",
         "embed.onnx",
         "backbone.onnx",
         "heads.onnx",

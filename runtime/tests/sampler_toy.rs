@@ -22,7 +22,7 @@ fn toy_graphs(threads: usize) -> FlowGraphs {
 }
 
 fn toy_graphs_sized(threads: usize, p: usize, h: usize, mix: Option<&[f32]>) -> FlowGraphs {
-    let [condition, embed, backbone, heads] = toy_graph_bytes(p, h, mix);
+    let [condition, modulation, embed, backbone, heads] = toy_graph_bytes(p, h, mix);
     let mut f = SessionFactory::new(SessionOptions {
         device: DeviceChoice::Cpu,
         threads,
@@ -30,6 +30,7 @@ fn toy_graphs_sized(threads: usize, p: usize, h: usize, mix: Option<&[f32]>) -> 
     .expect("ONNX Runtime (run scripts/setup.sh)");
     FlowGraphs {
         condition: f.session(&condition, "condition.onnx").unwrap(),
+        modulation: f.session(&modulation, "modulation.onnx").unwrap(),
         embed: f.session(&embed, "embed.onnx").unwrap(),
         backbone: f.session(&backbone, "backbone.onnx").unwrap(),
         heads: f.session(&heads, "heads.onnx").unwrap(),

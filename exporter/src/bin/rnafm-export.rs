@@ -14,7 +14,7 @@ use rnafm_runtime::weights::WeightMap;
 use rnafm_trainer::import::{check_add_mask, read_official_weights};
 use rnafm_trainer::torch_checkpoint::WeightSet;
 
-/// Export an RNA-FM model as a `.rnafm` bundle (four ONNX graphs, the null condition's
+/// Export an RNA-FM model as a `.rnafm` bundle (five ONNX graphs, the null condition's
 /// embedding, a manifest with genes/pathways/normalisation and a self-test).
 ///
 /// From a trainer checkpoint:   rnafm-export --onnx runs/fold0 -o model.rnafm

@@ -16,6 +16,7 @@ use crate::sampler::{FlowGraphs, SampleParams};
 
 /// Bundle member names of the graph contract.
 pub const CONDITION: &str = "condition.onnx";
+pub const MODULATION: &str = "modulation.onnx";
 pub const EMBED: &str = "embed.onnx";
 pub const BACKBONE: &str = "backbone.onnx";
 pub const HEADS: &str = "heads.onnx";
@@ -97,7 +98,7 @@ pub struct RunModel {
     pub bundle: Option<Bundle>,
 }
 
-/// Sessions for the four graphs and the null embedding; `member` returns a member's bytes.
+/// Sessions for the five graphs and the null embedding; `member` returns a member's bytes.
 pub fn load_graphs<'a>(
     origin: &Path,
     options: SessionOptions,
@@ -105,6 +106,7 @@ pub fn load_graphs<'a>(
 ) -> Result<(FlowGraphs, Device, usize)> {
     let mut factory = SessionFactory::new(options)?;
     let condition = factory.session(member(CONDITION)?, CONDITION)?;
+    let modulation = factory.session(member(MODULATION)?, MODULATION)?;
     let embed = factory.session(member(EMBED)?, EMBED)?;
     let backbone = factory.session(member(BACKBONE)?, BACKBONE)?;
     let heads = factory.session(member(HEADS)?, HEADS)?;
@@ -123,6 +125,7 @@ pub fn load_graphs<'a>(
     Ok((
         FlowGraphs {
             condition,
+            modulation,
             embed,
             backbone,
             heads,
@@ -188,7 +191,7 @@ pub const DEFAULT_STEPS: usize = 20;
 pub const DEFAULT_CFG: f32 = 2.0;
 
 impl RunModel {
-    /// Opens a model: an unpacked folder (`model.json` = ModelSpec, the four graphs and
+    /// Opens a model: an unpacked folder (`model.json` = ModelSpec, the five graphs and
     /// `null_slide_emb.npy`, as the exporter lays them out), or a `.rnafm` bundle.
     pub fn open(path: &Path, options: SessionOptions) -> Result<Self> {
         Self::open_with(path, options, Precision::Fp32)
@@ -215,6 +218,15 @@ impl RunModel {
             std::thread::spawn(move || file_sha256(&p))
         };
         let mut bundle = Bundle::open(path)?;
+        if bundle.member_names().all(|n| n != MODULATION) {
+            // Bundles before the modulation graph computed the adaLN modulations per step.
+            return Err(Error::invalid(
+                path,
+                format!(
+                    "the bundle has no {MODULATION}: it was made by an older rnafm-export; export it again"
+                ),
+            ));
+        }
         if bundle
             .member_names()
             .all(|n| n != precision.member(BACKBONE))
@@ -274,7 +286,14 @@ impl RunModel {
     fn open_dir(dir: &Path, options: SessionOptions) -> Result<Self> {
         let spec = ModelSpec::read(&dir.join("model.json"))?;
         let mut members = std::collections::HashMap::new();
-        for name in [CONDITION, EMBED, BACKBONE, HEADS, NULL_SLIDE_EMB] {
+        for name in [
+            CONDITION,
+            MODULATION,
+            EMBED,
+            BACKBONE,
+            HEADS,
+            NULL_SLIDE_EMB,
+        ] {
             members.insert(name, read_member(dir, name)?);
         }
         let (graphs, device, threads) = load_graphs(dir, options, |name| {
@@ -294,7 +313,14 @@ impl RunModel {
             ));
         }
         let mut h = Sha256::new();
-        for name in [CONDITION, EMBED, BACKBONE, HEADS, NULL_SLIDE_EMB] {
+        for name in [
+            CONDITION,
+            MODULATION,
+            EMBED,
+            BACKBONE,
+            HEADS,
+            NULL_SLIDE_EMB,
+        ] {
             h.update(&members[name]);
         }
         h.update(std::fs::read(dir.join("model.json")).map_err(|e| Error::io(dir, e))?);

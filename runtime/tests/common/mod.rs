@@ -128,7 +128,7 @@ pub fn model(
 
 /// The toy graphs with `p` tokens of width `h`; with `mix`, the embedding first multiplies
 /// x by a G×G matrix (a real GEMM, whose kernels could depend on batch size or threads).
-pub fn toy_graph_bytes(p: usize, h: usize, mix: Option<&[f32]>) -> [Vec<u8>; 4] {
+pub fn toy_graph_bytes(p: usize, h: usize, mix: Option<&[f32]>) -> [Vec<u8>; 5] {
     let g = p * h;
     let condition = model(
         &[node(
@@ -168,31 +168,43 @@ pub fn toy_graph_bytes(p: usize, h: usize, mix: Option<&[f32]>) -> [Vec<u8>; 4] 
         &[("x", 2)],
         &[("tokens", 3), ("bg_token", 3)],
     );
-    let backbone = model(
+    // The toy condition c = slide_emb + t rides in all three modulations.
+    let modulation = model(
         &[
-            node("Neg", &["tokens"], &["tokens_out"], &[]),
             node("Reshape", &["t", "col"], &["t2"], &[]),
-            node("Add", &["slide_emb", "t2"], &["c"], &[]),
+            node("Add", &["slide_emb", "t2"], &["bg_mod"], &[]),
+            node("Reshape", &["bg_mod", "c3"], &["head_mod"], &[]),
+            node("Identity", &["head_mod"], &["block_mod"], &[]),
         ],
-        &[int64_tensor("col", &[-1, 1])],
-        &[("tokens", 3), ("t", 1), ("slide_emb", 2)],
-        &[("tokens_out", 3), ("c", 2)],
+        &[
+            int64_tensor("col", &[-1, 1]),
+            int64_tensor("c3", &[0, 1, -1]),
+        ],
+        &[("t", 1), ("slide_emb", 2)],
+        &[("block_mod", 3), ("head_mod", 3), ("bg_mod", 2)],
+    );
+    let backbone = model(
+        &[node("Neg", &["tokens"], &["tokens_out"], &[])],
+        &[],
+        &[("tokens", 3), ("block_mod", 3)],
+        &[("tokens_out", 3)],
     );
     let heads = model(
         &[
-            node("Reshape", &["c", "c3"], &["cc"], &[]),
-            node("Add", &["tokens_out", "cc"], &["a"], &[]),
+            node("Add", &["tokens_out", "head_mod"], &["a"], &[]),
             node("Add", &["a", "bg_token"], &["b"], &[]),
             node("Reshape", &["b", "flat"], &["v"], &[]),
         ],
+        &[int64_tensor("flat", &[0, -1])],
         &[
-            int64_tensor("c3", &[0, 1, -1]),
-            int64_tensor("flat", &[0, -1]),
+            ("tokens_out", 3),
+            ("bg_token", 3),
+            ("head_mod", 3),
+            ("bg_mod", 2),
         ],
-        &[("tokens_out", 3), ("bg_token", 3), ("c", 2)],
         &[("v", 2)],
     );
-    [condition, embed, backbone, heads]
+    [condition, modulation, embed, backbone, heads]
 }
 
 /// Writes an unpacked toy model folder: `p` pathway tokens of width `h` (so G = p·h genes,
@@ -205,9 +217,10 @@ pub fn write_toy_model_dir(dir: &std::path::Path, p: usize, h: usize, clusters: 
     use rnafm_runtime::pathways::PathwaySet;
     let g = p * h;
     std::fs::create_dir_all(dir).unwrap();
-    let [c, e, b, hd] = toy_graph_bytes(p, h, None);
+    let [c, m, e, b, hd] = toy_graph_bytes(p, h, None);
     for (name, bytes) in [
         ("condition.onnx", c),
+        ("modulation.onnx", m),
         ("embed.onnx", e),
         ("backbone.onnx", b),
         ("heads.onnx", hd),
