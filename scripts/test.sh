@@ -17,3 +17,5 @@ cargo test --workspace --locked
 # Paper-size ONNX-vs-burn agreement of a freshly trained model (about 2.5 minutes).
 scripts/paper-parity
 cargo check -p rnafm-trainer --features cuda --all-targets --locked
+# The CUDA trainer binaries built for real (burn-cuda 0.21 builds offline; about 5 minutes).
+cargo build -p rnafm-trainer --features cuda --bins --locked
