@@ -42,51 +42,20 @@ pub fn build(cfg: &ModelConfig, n_tokens: usize, w: &WeightMap, origin: &Path) -
     let sc = c.silu(&cond);
 
     // Every block's adaLN projection in one MatMul: [R,H] × [H, depth·6H].
-    let mut wb = Vec::with_capacity(h * depth * 6 * h);
-    let mut bb = Vec::with_capacity(depth * 6 * h);
-    let mut per_block = Vec::with_capacity(depth);
-    for i in 0..depth {
-        let pre = format!("blocks.{i}.adaLN_modulation.1");
-        per_block.push(transpose(
-            c.get(&format!("{pre}.weight"), &[6 * h, h])?,
-            6 * h,
-            h,
-        ));
-        bb.extend_from_slice(c.get(&format!("{pre}.bias"), &[6 * h])?);
-    }
-    for r in 0..h {
-        for wi in &per_block {
-            wb.extend_from_slice(&wi[r * 6 * h..(r + 1) * 6 * h]);
-        }
-    }
-    drop(per_block);
-    let m = projection(&mut c, &sc, "block_ada", &wb, &bb, depth, 6 * h);
+    let prefixes: Vec<String> = (0..depth)
+        .map(|i| format!("blocks.{i}.adaLN_modulation.1"))
+        .collect();
+    let m = stacked_projection(&mut c, &sc, "block_ada", &prefixes, h, 6 * h)?;
     c.g.output(
         &m,
         "block_mod",
         &[Dim::Batch, Dim::Fixed(depth), Dim::Fixed(6 * h)],
     );
-
     // All pathway heads' adaLN projections in one MatMul: [R,H] × [H, P·2H].
-    let mut wa = Vec::with_capacity(h * p * 2 * h);
-    let mut ba = Vec::with_capacity(p * 2 * h);
-    let mut per_head = Vec::with_capacity(p);
-    for i in 0..p {
-        let pre = format!("final_layer.adaLN_modulation.{i}.1");
-        per_head.push(transpose(
-            c.get(&format!("{pre}.weight"), &[2 * h, h])?,
-            2 * h,
-            h,
-        ));
-        ba.extend_from_slice(c.get(&format!("{pre}.bias"), &[2 * h])?);
-    }
-    for r in 0..h {
-        for wi in &per_head {
-            wa.extend_from_slice(&wi[r * 2 * h..(r + 1) * 2 * h]);
-        }
-    }
-    drop(per_head);
-    let m = projection(&mut c, &sc, "final_ada", &wa, &ba, p, 2 * h);
+    let prefixes: Vec<String> = (0..p)
+        .map(|i| format!("final_layer.adaLN_modulation.{i}.1"))
+        .collect();
+    let m = stacked_projection(&mut c, &sc, "final_ada", &prefixes, h, 2 * h)?;
     c.g.output(
         &m,
         "head_mod",
@@ -98,22 +67,39 @@ pub fn build(cfg: &ModelConfig, n_tokens: usize, w: &WeightMap, origin: &Path) -
     Ok(c.g.encode("modulation"))
 }
 
-/// `x` [R,H] × `w` [H, n·width] + `b`, as [R, n, width].
-fn projection(
+/// The nn.Linear layers `prefixes` (each [width, h]) applied to `x` [R,h] as one product,
+/// [R, n, width]: their transposed weights side by side in one [h, n·width] constant.
+fn stacked_projection(
     c: &mut Ctx,
     x: &str,
     hint: &str,
-    w: &[f32],
-    b: &[f32],
-    n: usize,
+    prefixes: &[String],
+    h: usize,
     width: usize,
-) -> String {
-    let rows = w.len() / (n * width);
-    let w = c.g.constant(&format!("{hint}_w"), &[rows, n * width], w);
-    let b = c.g.constant(&format!("{hint}_b"), &[n * width], b);
+) -> Result<String> {
+    let n = prefixes.len();
+    let mut bias = Vec::with_capacity(n * width);
+    let mut each = Vec::with_capacity(n);
+    for pre in prefixes {
+        each.push(transpose(
+            c.get(&format!("{pre}.weight"), &[width, h])?,
+            width,
+            h,
+        ));
+        bias.extend_from_slice(c.get(&format!("{pre}.bias"), &[width])?);
+    }
+    let mut w = Vec::with_capacity(h * n * width);
+    for r in 0..h {
+        for wi in &each {
+            w.extend_from_slice(&wi[r * width..(r + 1) * width]);
+        }
+    }
+    drop(each);
+    let w = c.g.constant(&format!("{hint}_w"), &[h, n * width], &w);
+    let b = c.g.constant(&format!("{hint}_b"), &[n * width], &bias);
     let m = c.g.op("MatMul", &[x, &w], vec![]);
     let m = c.g.op("Add", &[&m, &b], vec![]);
     let shape =
         c.g.constant_i64("shape", &[3], &[0, n as i64, width as i64]);
-    c.g.op("Reshape", &[&m, &shape], vec![])
+    Ok(c.g.op("Reshape", &[&m, &shape], vec![]))
 }

@@ -21,6 +21,15 @@ pub const EMBED: &str = "embed.onnx";
 pub const BACKBONE: &str = "backbone.onnx";
 pub const HEADS: &str = "heads.onnx";
 pub const NULL_SLIDE_EMB: &str = "null_slide_emb.npy";
+/// What a model folder holds besides model.json (read, and hashed, in this order).
+const FOLDER_MEMBERS: [&str; 6] = [
+    CONDITION,
+    MODULATION,
+    EMBED,
+    BACKBONE,
+    HEADS,
+    NULL_SLIDE_EMB,
+];
 /// Optional int8 variants of the per-step graphs (`rnafm-export --int8`).
 pub const EMBED_INT8: &str = "embed.int8.onnx";
 pub const BACKBONE_INT8: &str = "backbone.int8.onnx";
@@ -286,14 +295,7 @@ impl RunModel {
     fn open_dir(dir: &Path, options: SessionOptions) -> Result<Self> {
         let spec = ModelSpec::read(&dir.join("model.json"))?;
         let mut members = std::collections::HashMap::new();
-        for name in [
-            CONDITION,
-            MODULATION,
-            EMBED,
-            BACKBONE,
-            HEADS,
-            NULL_SLIDE_EMB,
-        ] {
+        for name in FOLDER_MEMBERS {
             members.insert(name, read_member(dir, name)?);
         }
         let (graphs, device, threads) = load_graphs(dir, options, |name| {
@@ -313,14 +315,7 @@ impl RunModel {
             ));
         }
         let mut h = Sha256::new();
-        for name in [
-            CONDITION,
-            MODULATION,
-            EMBED,
-            BACKBONE,
-            HEADS,
-            NULL_SLIDE_EMB,
-        ] {
+        for name in FOLDER_MEMBERS {
             h.update(&members[name]);
         }
         h.update(std::fs::read(dir.join("model.json")).map_err(|e| Error::io(dir, e))?);
