@@ -16,6 +16,15 @@ pub fn ema_decay(step: u64) -> f64 {
     }
 }
 
+/// Decay for step `step` with a fixed target `max`: (1 + step)/(10 + step) capped at `max`,
+/// the usual warm-up, so that the average does not cling to the initial weights. For short
+/// runs (a few hundred steps), where the official ramp's 0.85–0.9 averages only the last
+/// ~10 steps.
+pub fn ema_decay_capped(step: u64, max: f64) -> f64 {
+    let s = step as f64;
+    ((1.0 + s) / (10.0 + s)).min(max)
+}
+
 /// Collects a module's float parameters, flattened, in visiting order.
 struct Collect<B: Backend> {
     params: Vec<Tensor<B, 1>>,
@@ -89,5 +98,12 @@ mod tests {
         assert!((ema_decay(6250) - 0.9495).abs() < 1e-12);
         assert_eq!(ema_decay(10_000), 0.999);
         assert_eq!(ema_decay(1_000_000), 0.999);
+    }
+
+    #[test]
+    fn capped_decay_warms_up_then_holds() {
+        assert!((ema_decay_capped(0, 0.99) - 0.1).abs() < 1e-12);
+        assert!((ema_decay_capped(90, 0.99) - 0.91).abs() < 1e-12);
+        assert_eq!(ema_decay_capped(10_000, 0.99), 0.99);
     }
 }

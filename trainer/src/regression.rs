@@ -408,6 +408,8 @@ mod tests {
             time_points: 2,
             val_draws: 1,
             oof_draws: 1,
+            noise_draws: 1,
+            ema_decay: None,
             val_fraction: 0.1,
             val_loss: Default::default(),
             seed: 3,

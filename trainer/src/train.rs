@@ -27,7 +27,7 @@ use rnafm_runtime::{Error, Result};
 
 use crate::checkpoint::{CheckpointDir, EMA_FILE, RAW_FILE};
 use crate::dataset::Cohort;
-use crate::ema::{ema_decay, ema_update, renumber_params};
+use crate::ema::{ema_decay, ema_decay_capped, ema_update, renumber_params};
 use crate::grad_clip::clip_global_norm;
 use crate::init::init_weights;
 use crate::metrics::{
@@ -61,6 +61,13 @@ pub struct TrainOptions {
     /// Draws averaged per held-out slide in the out-of-fold predictions (the per-gene r that
     /// ranks genes and goes into the bundle).
     pub oof_draws: usize,
+    /// (time, noise) pairs drawn for every training slide in a batch: the batch holds
+    /// `batch × noise_draws` rows. More pairs per slide lower the variance of the
+    /// flow-matching gradient, which the noise x0 dominates when slides are few.
+    pub noise_draws: usize,
+    /// EMA decay target with the usual warm-up (`ema_decay_capped`); `None`: the official
+    /// ramp (0.85 → 0.999 over 10,000 steps).
+    pub ema_decay: Option<f64>,
     /// Share of each fold's training patients held out for validation.
     pub val_fraction: f64,
     /// What early stopping and the best checkpoint minimise.
@@ -215,6 +222,12 @@ pub fn train<B: TrainBackend>(opts: &TrainOptions, device: &B::Device) -> Result
         fold_tests.push(test_idx);
     }
 
+    // Every slide's out-of-fold mean in CSV row order, as the baseline writes it, so that
+    // `rnafm-train evaluate --pred` scores either model's training the same way.
+    rnafm_runtime::npy::write_npy(
+        &opts.out.join(crate::regression::POOLED_PRED_FILE),
+        &oof.view(),
+    )?;
     let pooled = gene_metrics(oof.view(), cohort.log2.view());
     let ranking = rank_by_r(&pooled.r);
     let folds = fold_tests
@@ -424,12 +437,17 @@ fn run_fold<B: TrainBackend>(
         let mut order = train_idx.clone();
         order.shuffle(&mut rng);
         let mut loss_sum = 0.0;
-        for batch in order.chunks(opts.batch) {
+        for slides in order.chunks(opts.batch) {
+            // Each slide `noise_draws` times in a row, each with its own (t, x0).
+            let batch: Vec<usize> = slides
+                .iter()
+                .flat_map(|&s| std::iter::repeat_n(s, opts.noise_draws.max(1)))
+                .collect();
             let b = batch.len();
             let mut xt = Vec::with_capacity(b * g);
             let mut target = Vec::with_capacity(b * g);
             let mut ts = Vec::with_capacity(b);
-            for &s in batch {
+            for &s in &batch {
                 let t: f32 = rng.random();
                 ts.push(t);
                 for &x1 in z.row(s) {
@@ -444,7 +462,7 @@ fn run_fold<B: TrainBackend>(
             } else {
                 Tensor::from_data(
                     TensorData::new(
-                        cohort.features_of(batch),
+                        cohort.features_of(&batch),
                         [b, cohort.clusters, cohort.feat_dim],
                     ),
                     device,
@@ -470,7 +488,11 @@ fn run_fold<B: TrainBackend>(
             let mut grads = GradientsParams::from_grads(loss.backward(), &model);
             clip_global_norm(&model, &mut grads, opts.clip);
             model = optim.step(opts.lr, model, grads);
-            ema = ema_update(ema, &model.valid(), ema_decay(state.step));
+            let decay = match opts.ema_decay {
+                Some(max) => ema_decay_capped(state.step, max),
+                None => ema_decay(state.step),
+            };
+            ema = ema_update(ema, &model.valid(), decay);
             state.step += 1;
             let rate = (state.step - start_step) as f64 / started.elapsed().as_secs_f64().max(1e-9);
             bar.set_position(state.step);

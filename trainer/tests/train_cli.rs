@@ -151,6 +151,33 @@ fn two_fold_training_writes_checkpoints_metrics_and_resumes() {
     assert_eq!(metrics["folds"].as_array().unwrap().len(), 2);
     let r = metrics["pooled"][0]["mean_r"].as_f64().unwrap();
     assert!(r.is_finite() && (-1.0..=1.0).contains(&r));
+    // The pooled out-of-fold means: every slide in CSV row order, each fold's rows as that
+    // fold wrote them.
+    let pooled =
+        rnafm_runtime::npy::read_float_array(&dir.join("run/oof_predictions.npy"), None).unwrap();
+    assert_eq!(pooled.shape(), &[SLIDES, GENES]);
+    for f in 0..2 {
+        let fold = rnafm_runtime::npy::read_float_array(
+            &dir.join(format!("run/fold_{f}/oof_predictions.npy")),
+            None,
+        )
+        .unwrap();
+        let held = std::fs::read_to_string(dir.join(format!("run/fold_{f}/heldout.txt"))).unwrap();
+        for (row, s) in held.lines().enumerate() {
+            let idx: usize = s
+                .trim_start_matches("slide")
+                .trim_end_matches(".svs")
+                .parse()
+                .unwrap();
+            for g in 0..GENES {
+                assert_eq!(
+                    pooled[[idx, g]],
+                    fold[[row, g]],
+                    "fold {f} slide {s} gene {g}"
+                );
+            }
+        }
+    }
 
     // Reusing the splits, a 1-epoch run continued with --resume reaches epoch 2 and the
     // step count carries on rather than restarting.
@@ -368,4 +395,64 @@ fn best_checkpoint_follows_the_validation_loss() {
         .unwrap();
         assert_eq!(state["best_epoch"], best, "{kind}: {v:?}");
     }
+}
+
+/// --noise-draws and --ema-decay change training (not ignored) but not its step count.
+#[test]
+fn noise_draws_and_ema_decay_take_effect() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    cohort(dir);
+    train(dir, "plain", &["--epochs", "3"]);
+    let splits = dir.join("plain/splits.json");
+    let splits = splits.to_str().unwrap();
+    train(
+        dir,
+        "draws",
+        &["--epochs", "3", "--splits", splits, "--noise-draws", "3"],
+    );
+    train(
+        dir,
+        "ema",
+        &["--epochs", "3", "--splits", splits, "--ema-decay", "0.99"],
+    );
+    let state = |run: &str| -> serde_json::Value {
+        serde_json::from_str(
+            &std::fs::read_to_string(dir.join(format!("{run}/fold_0/last/train_state.json")))
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let read = |run: &str, file: &str| {
+        rnafm_runtime::weights::WeightMap::read_safetensors(
+            &dir.join(format!("{run}/fold_0/last/{file}")),
+        )
+        .unwrap()
+    };
+    let max_diff = |a: &rnafm_runtime::weights::WeightMap,
+                    b: &rnafm_runtime::weights::WeightMap| {
+        a.tensors.iter().fold(0f32, |m, (name, t)| {
+            t.data
+                .iter()
+                .zip(&b.tensors[name].data)
+                .fold(m, |m, (x, y)| m.max((x - y).abs()))
+        })
+    };
+    let plain = read("plain", "model.safetensors");
+    assert_eq!(state("plain")["step"], state("draws")["step"]);
+    assert!(max_diff(&plain, &read("draws", "model.safetensors")) > 1e-4);
+    // Same raw weights (the EMA does not feed back into training), another average.
+    assert_eq!(max_diff(&plain, &read("ema", "model.safetensors")), 0.0);
+    assert!(
+        max_diff(
+            &read("plain", "ema.safetensors"),
+            &read("ema", "ema.safetensors")
+        ) > 1e-5
+    );
+    let bad = base_command(dir, "bad")
+        .args(["--ema-decay", "1.5"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--ema-decay"));
 }

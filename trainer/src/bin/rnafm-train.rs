@@ -182,6 +182,16 @@ struct TrainArgs {
     /// wide conditional spread (1 = one draw).
     #[arg(long, default_value_t = 50)]
     oof_draws: usize,
+    /// (time, noise) pairs per training slide in each batch (rows = --batch × this). More
+    /// pairs lower the variance of the flow-matching gradient, which the Gaussian noise
+    /// dominates when slides are few; each step costs that many times more.
+    #[arg(long, default_value_t = 1)]
+    noise_draws: usize,
+    /// EMA decay of the weights used for validation and prediction, reached after a warm-up
+    /// ((1+step)/(10+step) until then). Default: the official ramp, 0.85 → 0.999 over
+    /// 10,000 steps, which in a run of a few hundred steps averages only the last ~10.
+    #[arg(long, value_parser = parse_fraction)]
+    ema_decay: Option<f64>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     #[arg(long, default_value_t = 256)]
@@ -392,6 +402,8 @@ fn train(a: TrainArgs) -> Result<()> {
         time_points: a.time_points.max(2),
         val_draws: a.val_draws.max(1),
         oof_draws: a.oof_draws.max(1),
+        noise_draws: a.noise_draws.max(1),
+        ema_decay: a.ema_decay,
         val_fraction: a.val_fraction,
         val_loss: a.val_loss,
         seed: a.seed,
