@@ -2,8 +2,8 @@
 //! trained with MSE on the z-scored profile. It uses the same patient-level folds, the same
 //! inner validation split (early stopping on validation r) and the same output layout as
 //! flow-matching training (`fold_N/heldout.txt`, `validation.txt`, `oof_predictions.npy`,
-//! `metrics.json`), plus the pooled out-of-fold predictions in the reference CSV's row
-//! order (`oof_predictions.npy`) for `rnafm-train evaluate`. It is deterministic: weights,
+//! `metrics.json`, and the pooled `oof_predictions.npy` in the reference CSV's row order for
+//! `rnafm-train evaluate`). It is deterministic: weights,
 //! batch order and everything else derive from `--seed`.
 
 use std::path::Path;
@@ -35,11 +35,11 @@ use crate::init::init_weights;
 use crate::metrics::{GeneMetrics, gene_metrics, gene_r_without_each_fold, rank_by_r, summarize};
 use crate::slide_encoder::SlideEncoder;
 use crate::splits::Splits;
-use crate::train::{FoldResult, MetricsReport, TrainOptions, metrics_table, split_validation};
+use crate::train::{
+    FoldResult, MetricsReport, PRED_FILE, TrainOptions, metrics_table, split_validation,
+};
 use crate::weight_io::{Loader, Saver};
 
-/// Pooled out-of-fold predictions [slides, genes] in the CSV's row order (log2).
-pub const POOLED_PRED_FILE: &str = "oof_predictions.npy";
 const WEIGHTS_FILE: &str = "regression.safetensors";
 
 /// Slide encoder → Linear(H, 2H) → SiLU → Linear(2H, G): a z-scored profile per slide.
@@ -171,7 +171,7 @@ pub fn train_baseline<B: TrainBackend>(
         fold_tests.push(test_idx);
         best_epochs.push(best_epoch);
     }
-    rnafm_runtime::npy::write_npy(&opts.out.join(POOLED_PRED_FILE), &oof.view())?;
+    rnafm_runtime::npy::write_npy(&opts.out.join(PRED_FILE), &oof.view())?;
     let pooled = gene_metrics(oof.view(), cohort.log2.view());
     let ranking = rank_by_r(&pooled.r);
     let folds = fold_tests
@@ -360,7 +360,7 @@ fn baseline_fold<B: TrainBackend>(
         None => (model.valid(), None),
     };
     let pred = predict(&net, cohort, test_idx, &norm, device);
-    rnafm_runtime::npy::write_npy(&fold_dir.join("oof_predictions.npy"), &pred.view())?;
+    rnafm_runtime::npy::write_npy(&fold_dir.join(PRED_FILE), &pred.view())?;
     Ok((pred, best_epoch))
 }
 
@@ -428,16 +428,11 @@ mod tests {
         assert_eq!(r.folds.len(), 2);
         for f in 0..2 {
             let fd = a.join(format!("fold_{f}"));
-            for file in [
-                "heldout.txt",
-                "validation.txt",
-                "oof_predictions.npy",
-                WEIGHTS_FILE,
-            ] {
+            for file in ["heldout.txt", "validation.txt", PRED_FILE, WEIGHTS_FILE] {
                 assert!(fd.join(file).is_file(), "{file}");
             }
         }
-        let pooled = rnafm_runtime::npy::read_float_array(&a.join(POOLED_PRED_FILE), None).unwrap();
+        let pooled = rnafm_runtime::npy::read_float_array(&a.join(PRED_FILE), None).unwrap();
         assert_eq!(pooled.shape(), [48, r.genes.len()]);
         // The synthetic genes depend on the slide features: the top genes are predicted.
         let top20 = r.pooled.iter().find(|s| s.genes == "top 20").unwrap();
@@ -445,7 +440,7 @@ mod tests {
         // Deterministic: a second run gives the same predictions.
         let b = dir.path().join("b");
         train_baseline::<B>(&opts(&b), &Default::default()).unwrap();
-        let again = rnafm_runtime::npy::read_float_array(&b.join(POOLED_PRED_FILE), None).unwrap();
+        let again = rnafm_runtime::npy::read_float_array(&b.join(PRED_FILE), None).unwrap();
         assert_eq!(pooled, again);
     }
 }

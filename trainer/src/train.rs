@@ -146,7 +146,9 @@ pub struct MetricsReport {
 
 const STATE_FILE: &str = "train_state.json";
 const OPTIM_FILE: &str = "optimizer";
-const PRED_FILE: &str = "oof_predictions.npy";
+/// Out-of-fold predictions [slides, genes] (log2): a fold's held-out slides in `fold_N/`, and
+/// every slide in the CSV's row order in the run folder. The baseline writes the same files.
+pub const PRED_FILE: &str = "oof_predictions.npy";
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |e| Error::io(path, e)
@@ -224,10 +226,7 @@ pub fn train<B: TrainBackend>(opts: &TrainOptions, device: &B::Device) -> Result
 
     // Every slide's out-of-fold mean in CSV row order, as the baseline writes it, so that
     // `rnafm-train evaluate --pred` scores either model's training the same way.
-    rnafm_runtime::npy::write_npy(
-        &opts.out.join(crate::regression::POOLED_PRED_FILE),
-        &oof.view(),
-    )?;
+    rnafm_runtime::npy::write_npy(&opts.out.join(PRED_FILE), &oof.view())?;
     let pooled = gene_metrics(oof.view(), cohort.log2.view());
     let ranking = rank_by_r(&pooled.r);
     let folds = fold_tests

@@ -49,6 +49,14 @@ fn cohort(dir: &Path) {
     .unwrap();
 }
 
+/// The CSV row of a test-cohort slide name (`slide07.svs` → 7).
+fn slide_index(name: &str) -> usize {
+    name.trim_start_matches("slide")
+        .trim_end_matches(".svs")
+        .parse()
+        .unwrap()
+}
+
 /// `rnafm-train train` on the test cohort with the small test model.
 fn base_command(dir: &Path, out: &str) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_rnafm-train"));
@@ -124,11 +132,7 @@ fn two_fold_training_writes_checkpoints_metrics_and_resumes() {
         let held: Vec<&str> = held.lines().collect();
         assert_eq!(held.len(), 2 * splits.folds[f].len());
         for s in &held {
-            let idx: usize = s
-                .trim_start_matches("slide")
-                .trim_end_matches(".svs")
-                .parse()
-                .unwrap();
+            let idx = slide_index(s);
             assert!(
                 splits.folds[f].contains(&format!("P{}", idx / 2)),
                 "{s} not held out in fold {f}"
@@ -164,11 +168,7 @@ fn two_fold_training_writes_checkpoints_metrics_and_resumes() {
         .unwrap();
         let held = std::fs::read_to_string(dir.join(format!("run/fold_{f}/heldout.txt"))).unwrap();
         for (row, s) in held.lines().enumerate() {
-            let idx: usize = s
-                .trim_start_matches("slide")
-                .trim_end_matches(".svs")
-                .parse()
-                .unwrap();
+            let idx = slide_index(s);
             for g in 0..GENES {
                 assert_eq!(
                     pooled[[idx, g]],
