@@ -15,6 +15,8 @@ use rnafm_runtime::model_spec::ModelSpec;
 use rnafm_runtime::ort_env::{DeviceChoice, SessionOptions};
 use rnafm_runtime::sampler::{SampleParams, noise};
 
+use rnafm_runtime::training_metrics::TrainingMetrics;
+
 use crate::graphs::{Graphs, NULL_SLIDE_EMB, npy_bytes};
 
 pub const SELF_TEST_FEATURES: &str = "self_test/features.npy";
@@ -25,7 +27,8 @@ pub struct ExportInfo {
     pub encoder: String,
     pub microns_per_pixel: f32,
     pub tile_size: usize,
-    pub metrics: Option<serde_json::Value>,
+    /// The training run's metrics (its per-gene r becomes the `cv_r` column).
+    pub metrics: Option<TrainingMetrics>,
     /// Per-dimension mean/sd of the training slides' cluster features (input-shift check).
     pub feature_stats: Option<rnafm_runtime::manifest::FeatureStats>,
     /// Interval calibrations (rnafm-train calibrate's calibration.json), one per sampling setting.
@@ -99,24 +102,18 @@ pub fn feature_stats_of_dir(
     Ok(rnafm_runtime::manifest::FeatureStats { mean, sd })
 }
 
-/// Per-gene cross-validated r from rnafm-train's metrics.json (`genes`, `pooled_gene_r`),
-/// when it covers exactly the model's genes in order; undefined r is stored as 0.
-fn cv_r_from_metrics(m: &serde_json::Value, genes: &[String]) -> Option<Vec<f32>> {
-    let names = m.get("genes")?.as_array()?;
-    let r = m.get("pooled_gene_r")?.as_array()?;
-    if names.len() != genes.len()
-        || r.len() != genes.len()
-        || names
-            .iter()
-            .zip(genes)
-            .any(|(n, g)| n.as_str() != Some(g.as_str()))
-    {
+/// Per-gene cross-validated r from rnafm-train's metrics, when they cover exactly the
+/// model's genes in order. A gene whose r is undefined (constant in the truth or the
+/// predictions) gets 0 in the bundle's reliability column: no evidence it is predictable.
+fn cv_r_from_metrics(m: &TrainingMetrics, genes: &[String]) -> Option<Vec<f32>> {
+    if m.genes != genes || m.pooled_gene_r.len() != genes.len() {
         tracing::warn!("metrics.json genes differ from the model's; no reliability column");
         return None;
     }
     Some(
-        r.iter()
-            .map(|v| v.as_f64().filter(|x| x.is_finite()).unwrap_or(0.0) as f32)
+        m.pooled_gene_r
+            .iter()
+            .map(|&r| if r.is_finite() { r as f32 } else { 0.0 })
             .collect(),
     )
 }
@@ -179,11 +176,11 @@ pub fn bundle(
             .as_ref()
             .and_then(|m| cv_r_from_metrics(m, &spec.genes)),
         provenance: Some(Provenance {
-            metrics: info.metrics.clone(),
-            folds: info
+            metrics: info
                 .metrics
                 .as_ref()
-                .and_then(|m| m.get("folds")?.as_array().map(Vec::len)),
+                .and_then(|m| serde_json::to_value(m).ok()),
+            folds: info.metrics.as_ref().map(|m| m.folds.len()),
             exported_at: time::OffsetDateTime::now_utc()
                 .format(&time::format_description::well_known::Rfc3339)
                 .ok(),

@@ -12,14 +12,9 @@ use tract_onnx::prelude::*;
 use crate::layers::GraphOptions;
 use crate::{backbone_graph, condition_graph, embed_graph, heads_graph, modulation_graph};
 
-pub const CONDITION: &str = "condition.onnx";
-pub const MODULATION: &str = "modulation.onnx";
-pub const EMBED: &str = "embed.onnx";
-pub const BACKBONE: &str = "backbone.onnx";
-pub const HEADS: &str = "heads.onnx";
-pub const NULL_SLIDE_EMB: &str = "null_slide_emb.npy";
-pub const EMBED_INT8: &str = "embed.int8.onnx";
-pub const BACKBONE_INT8: &str = "backbone.int8.onnx";
+pub use rnafm_runtime::bundle_members::{
+    BACKBONE, BACKBONE_INT8, CONDITION, EMBED, EMBED_INT8, HEADS, MODULATION, NULL_SLIDE_EMB,
+};
 
 pub struct Graphs {
     pub condition: Vec<u8>,

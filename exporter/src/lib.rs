@@ -9,7 +9,6 @@ pub mod graphs;
 pub mod heads_graph;
 pub mod layers;
 pub mod modulation_graph;
-pub mod official;
 pub mod onnx_builder;
 pub mod packing;
 pub mod random_weights;

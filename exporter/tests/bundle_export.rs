@@ -168,11 +168,11 @@ fn checkpoint_folder_exports_with_metrics() {
     let f = fixture();
     let w = rnafm_runtime::weights::WeightMap::read_safetensors(&f.join("weights.safetensors"))
         .unwrap();
-    let spec = rnafm_exporter::official::spec_from_official(
+    let spec = rnafm_official::spec_from_official(
         &w,
         &f.join("weights.safetensors"),
         &f.join("pathways.json"),
-        &f.join("genes.txt"),
+        Some(&f.join("genes.txt")),
         4,
     )
     .unwrap();
@@ -181,7 +181,34 @@ fn checkpoint_folder_exports_with_metrics() {
     std::fs::create_dir(&ck).unwrap();
     spec.write(&ck.join("model.json")).unwrap();
     w.write_safetensors(&ck.join("ema.safetensors")).unwrap();
+    // Foreign JSON as metrics: refused in one line naming the file.
     std::fs::write(ck.join("metrics.json"), r#"{"pearson_mean": 0.42}"#).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_rnafm-export"))
+        .arg("--onnx")
+        .arg(&ck)
+        .arg("-o")
+        .arg(dir.path().join("bad.rnafm"))
+        .arg("--no-self-test")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("metrics.json") && err.lines().count() == 1,
+        "{err}"
+    );
+    assert!(!dir.path().join("bad.rnafm").exists());
+    let g = spec.genes.len();
+    let mut gene_r: Vec<f64> = (0..g).map(|i| i as f64 / g as f64).collect();
+    gene_r[1] = f64::NAN; // a gene constant in training: no evidence it is predictable
+    let metrics = rnafm_runtime::training_metrics::TrainingMetrics {
+        folds: vec![],
+        pooled: vec![],
+        genes: spec.genes.clone(),
+        pooled_gene_rmse: vec![1.0; g],
+        pooled_gene_r: gene_r.clone(),
+        gene_r_without_fold: vec![],
+    };
+    metrics.write(&ck.join("metrics.json")).unwrap();
     let out = dir.path().join("ck.rnafm");
     let st = Command::new(env!("CARGO_BIN_EXE_rnafm-export"))
         .arg("--onnx")
@@ -195,7 +222,9 @@ fn checkpoint_folder_exports_with_metrics() {
     let b = Bundle::open(&out).unwrap();
     assert_eq!(b.manifest.model, spec);
     let prov = b.manifest.provenance.clone().unwrap();
-    assert_eq!(prov.metrics.unwrap()["pearson_mean"], 0.42);
+    assert_eq!(prov.metrics.unwrap()["genes"].as_array().unwrap().len(), g);
+    let cv_r = b.manifest.cv_r.clone().unwrap();
+    assert_eq!((cv_r[0], cv_r[1], cv_r[2]), (0.0, 0.0, gene_r[2] as f32));
     assert!(b.manifest.self_test.is_none());
     // --raw wants model.safetensors, which this checkpoint lacks: one line naming it.
     let o = Command::new(env!("CARGO_BIN_EXE_rnafm-export"))

@@ -8,7 +8,7 @@ use ndarray::{Array1, Array2, Array3, ArrayD, Axis, Ix1, Ix2, Ix3, concatenate};
 use ort::session::Session;
 use ort::value::TensorRef;
 use rnafm_exporter::graphs::{self, Graphs};
-use rnafm_exporter::official::spec_from_official;
+use rnafm_official::spec_from_official;
 use rnafm_runtime::model_spec::ModelSpec;
 use rnafm_runtime::ort_env::{DeviceChoice, SessionFactory, SessionOptions};
 use rnafm_runtime::weights::WeightMap;
@@ -30,7 +30,7 @@ fn export_as(portable: bool) -> (ModelSpec, Graphs) {
         &w,
         &f.join("weights.safetensors"),
         &f.join("pathways.json"),
-        &f.join("genes.txt"),
+        Some(&f.join("genes.txt")),
         4,
     )
     .unwrap();

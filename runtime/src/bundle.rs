@@ -9,10 +9,9 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+pub use crate::bundle_members::MANIFEST;
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
-
-pub const MANIFEST: &str = "manifest.json";
 
 /// Largest member accepted (paper-size graphs are ~100 MB); guards against zip bombs.
 pub const MAX_MEMBER_BYTES: u64 = 2 << 30;

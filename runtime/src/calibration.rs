@@ -13,6 +13,7 @@
 //! pathway scores) and saved sample then carries the calibration. One set of factors holds
 //! for every gene, and only for the guidance scale and step count it was fitted at.
 
+use crate::stats::quantile_sorted;
 use std::path::Path;
 
 use ndarray::{ArrayView2, ArrayView3, ArrayViewMut2};
@@ -66,20 +67,6 @@ fn score(sorted: &[f64], y: f64, level: f64) -> f64 {
         f64::INFINITY
     } else {
         d / half
-    }
-}
-
-/// Quantile of sorted values with linear interpolation (NumPy's default).
-fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
-    match sorted.len() {
-        0 => f64::NAN,
-        1 => sorted[0],
-        n => {
-            let pos = q.clamp(0.0, 1.0) * (n - 1) as f64;
-            let lo = pos.floor() as usize;
-            let hi = (lo + 1).min(n - 1);
-            sorted[lo] + (pos - lo as f64) * (sorted[hi] - sorted[lo])
-        }
     }
 }
 

@@ -21,6 +21,9 @@ pub enum Error {
     /// ONNX Runtime could not be found or failed.
     #[error("{0}")]
     Runtime(String),
+    /// What was asked for does not fit together (inputs, options); a CLI exits with 2.
+    #[error("{0}")]
+    Usage(String),
 }
 
 impl Error {

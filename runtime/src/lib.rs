@@ -4,7 +4,9 @@
 
 pub mod atomic;
 pub mod bundle;
+pub mod bundle_members;
 pub mod calibration;
+pub mod checkpoint;
 pub mod error;
 pub mod features;
 pub mod genes;
@@ -22,6 +24,8 @@ pub mod run;
 pub mod sampler;
 pub mod sigpipe;
 pub mod slide;
+pub mod stats;
+pub mod training_metrics;
 pub mod weights;
 
 pub use error::{Error, Result};

@@ -162,13 +162,23 @@ pub fn noise(seed: u64, first: usize, count: usize, genes: usize) -> Array2<f32>
     z
 }
 
-/// The Euler grid linspace(0,1,T).
+/// The Euler grid `linspace(0, 1, T)` in float32, computed as torch does (the official
+/// sampler's grid): the first half as `step·i`, the second as `1 − step·(T−1−i)`, so both ends
+/// are exact. The one definition: the burn sampler and the ONNX sampler share it.
 pub fn time_grid(points: usize) -> Vec<f32> {
     if points < 2 {
         return vec![0.0; points];
     }
+    let step = 1.0f32 / (points - 1) as f32;
+    let half = points / 2;
     (0..points)
-        .map(|i| i as f32 / (points - 1) as f32)
+        .map(|i| {
+            if i < half {
+                step * i as f32
+            } else {
+                1.0 - step * (points - 1 - i) as f32
+            }
+        })
         .collect()
 }
 
@@ -455,11 +465,17 @@ mod tests {
     }
 
     #[test]
-    fn grid_matches_linspace() {
+    fn grid_is_torch_linspace_with_exact_ends() {
         let g = time_grid(20);
         assert_eq!(g.len(), 20);
-        assert_eq!(g[0], 0.0);
-        assert_eq!(g[19], 1.0);
-        assert!((g[1] - 1.0 / 19.0).abs() < 1e-7);
+        assert_eq!((g[0], g[19]), (0.0, 1.0));
+        let step = 1.0f32 / 19.0;
+        // torch's two halves: 9·step from the start, 1 − 9·step from the end
+        assert_eq!(g[9], step * 9.0);
+        assert_eq!(g[10], 1.0 - step * 9.0);
+        for (i, v) in g.iter().enumerate() {
+            assert!((v - i as f32 / 19.0).abs() < 1e-6);
+        }
+        assert_eq!(time_grid(1), vec![0.0]);
     }
 }

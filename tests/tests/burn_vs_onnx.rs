@@ -12,11 +12,11 @@ use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 use rnafm_exporter::bundle_export::{ExportInfo, bundle};
 use rnafm_exporter::random_weights::random_official;
+use rnafm_official::read_genes_and_pathways;
 use rnafm_runtime::bundle::Bundle;
 use rnafm_runtime::model_config::ModelConfig;
 use rnafm_runtime::model_spec::ModelSpec;
 use rnafm_runtime::ort_env::{DeviceChoice, SessionOptions};
-use rnafm_trainer::import::read_genes_and_pathways;
 use rnafm_trainer::velocity_net::VelocityNet;
 use rnafm_trainer::weight_io::to_vec;
 

@@ -14,10 +14,10 @@ use rand_distr::{Distribution, StandardNormal};
 use rnafm_runtime::calibration::{self, CalibrationUse};
 use rnafm_runtime::{Error, Result};
 
-use crate::checkpoint::{CheckpointDir, EMA_FILE};
 use crate::fused::FusedOps;
 use crate::sampler::sample;
 use crate::velocity_net::VelocityNet;
+use rnafm_runtime::checkpoint::{CheckpointDir, EMA_FILE};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct SampleArgs {

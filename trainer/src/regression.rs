@@ -32,13 +32,15 @@ use crate::ema::renumber_params;
 use crate::fused::FusedOps;
 use crate::grad_clip::clip_global_norm;
 use crate::init::init_weights;
-use crate::metrics::{GeneMetrics, gene_metrics, gene_r_without_each_fold, rank_by_r, summarize};
 use crate::slide_encoder::SlideEncoder;
 use crate::splits::Splits;
-use crate::train::{
-    FoldResult, MetricsReport, PRED_FILE, TrainOptions, metrics_table, split_validation,
-};
+use crate::train::{TrainOptions, split_validation};
 use crate::weight_io::{Loader, Saver};
+use rnafm_eval::cv_metrics::{cv_metrics, write_cv_metrics};
+use rnafm_eval::gene_scores::per_gene;
+use rnafm_eval::stats::finite_mean;
+use rnafm_runtime::checkpoint::{PRED_FILE, fold_dir};
+use rnafm_runtime::training_metrics::TrainingMetrics;
 
 const WEIGHTS_FILE: &str = "regression.safetensors";
 
@@ -121,7 +123,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 pub fn train_baseline<B: TrainBackend>(
     opts: &TrainOptions,
     device: &B::Device,
-) -> Result<MetricsReport> {
+) -> Result<TrainingMetrics> {
     std::fs::create_dir_all(&opts.out).map_err(io(&opts.out))?;
     let genes = GeneList::read(&opts.genes)?;
     let cohort = Cohort::load(&opts.csv, &opts.features, &genes)?;
@@ -172,39 +174,14 @@ pub fn train_baseline<B: TrainBackend>(
         best_epochs.push(best_epoch);
     }
     rnafm_runtime::npy::write_npy(&opts.out.join(PRED_FILE), &oof.view())?;
-    let pooled = gene_metrics(oof.view(), cohort.log2.view());
-    let ranking = rank_by_r(&pooled.r);
-    let folds = fold_tests
-        .iter()
-        .zip(best_epochs)
-        .enumerate()
-        .map(|(f, (idx, best_epoch))| {
-            let m: GeneMetrics = gene_metrics(
-                oof.select(Axis(0), idx).view(),
-                cohort.log2.select(Axis(0), idx).view(),
-            );
-            FoldResult {
-                fold: f,
-                slides: idx.len(),
-                best_epoch,
-                summary: summarize(&m, &ranking),
-            }
-        })
-        .collect();
-    let report = MetricsReport {
-        folds,
-        pooled: summarize(&pooled, &ranking),
-        genes: genes.symbols().to_vec(),
-        pooled_gene_r: pooled.r,
-        pooled_gene_rmse: pooled.rmse,
-        gene_r_without_fold: gene_r_without_each_fold(oof.view(), cohort.log2.view(), &fold_tests),
-    };
-    let text = serde_json::to_string_pretty(&report).expect("metrics serialise");
-    rnafm_runtime::atomic::write_bytes_atomic(&opts.out.join("metrics.json"), text.as_bytes())?;
-    rnafm_runtime::atomic::write_bytes_atomic(
-        &opts.out.join("metrics.txt"),
-        metrics_table(&report).as_bytes(),
-    )?;
+    let report = cv_metrics(
+        oof.view(),
+        cohort.log2.view(),
+        &fold_tests,
+        &best_epochs,
+        genes.symbols(),
+    );
+    write_cv_metrics(&opts.out, &report)?;
     Ok(report)
 }
 
@@ -255,7 +232,7 @@ fn baseline_fold<B: TrainBackend>(
     test_idx: &[usize],
     device: &B::Device,
 ) -> Result<(Array2<f32>, Option<usize>)> {
-    let fold_dir = opts.out.join(format!("fold_{f}"));
+    let fold_dir = fold_dir(&opts.out, f);
     std::fs::create_dir_all(&fold_dir).map_err(io(&fold_dir))?;
     write_slide_list(&fold_dir.join("heldout.txt"), cohort, test_idx)?;
     // The same inner split as flow-matching training, so early stopping sees the same slides.
@@ -332,8 +309,8 @@ fn baseline_fold<B: TrainBackend>(
         if epoch % opts.val_every.max(1) == 0 || epoch == opts.epochs {
             let net = model.valid();
             let pred = predict(&net, cohort, &val_idx, &norm, device);
-            let m = gene_metrics(pred.view(), cohort.log2.select(Axis(0), &val_idx).view());
-            let r = m.r.iter().sum::<f64>() / m.r.len().max(1) as f64;
+            let m = per_gene(pred.view(), cohort.log2.select(Axis(0), &val_idx).view());
+            let r = finite_mean(&m.pearson).0;
             tracing::info!(fold = f, epoch, val_r = r, "baseline validation");
             if best.as_ref().is_none_or(|(b, _, _)| r > *b) {
                 best = Some((r, epoch, net.to_weights()));
@@ -377,7 +354,7 @@ mod tests {
     fn baseline_trains_on_a_tiny_cohort_deterministically() {
         let dir = tempfile::tempdir().unwrap();
         let cohort_dir = dir.path().join("cohort");
-        crate::synth::run_synth(&crate::synth::SynthArgs {
+        rnafm_eval::synth::run_synth(&rnafm_eval::synth::SynthArgs {
             patients: 48,
             genes: 60,
             pathways: 4,
@@ -385,7 +362,7 @@ mod tests {
             feat_dim: 6,
             seed: 5,
             oracle_draws: 16,
-            ..crate::synth::SynthArgs::new(&cohort_dir)
+            ..rnafm_eval::synth::SynthArgs::new(&cohort_dir)
         })
         .unwrap();
         let opts = |out: &Path| TrainOptions {
@@ -435,8 +412,8 @@ mod tests {
         let pooled = rnafm_runtime::npy::read_float_array(&a.join(PRED_FILE), None).unwrap();
         assert_eq!(pooled.shape(), [48, r.genes.len()]);
         // The synthetic genes depend on the slide features: the top genes are predicted.
-        let top20 = r.pooled.iter().find(|s| s.genes == "top 20").unwrap();
-        assert!(top20.mean_r > 0.3, "top-20 r {}", top20.mean_r);
+        let top20 = r.pooled.iter().find(|s| s.top_k == Some(20)).unwrap();
+        assert!(top20.mean_pearson > 0.3, "top-20 r {}", top20.mean_pearson);
         // Deterministic: a second run gives the same predictions.
         let b = dir.path().join("b");
         train_baseline::<B>(&opts(&b), &Default::default()).unwrap();

@@ -5,24 +5,7 @@ use burn::prelude::*;
 
 use crate::fused::FusedOps;
 use crate::velocity_net::VelocityNet;
-
-/// The time grid `linspace(0, 1, points)` in float32, as torch computes it.
-pub fn time_grid(points: usize) -> Vec<f32> {
-    if points < 2 {
-        return vec![0.0; points];
-    }
-    let step = 1.0f32 / (points - 1) as f32;
-    let half = points / 2;
-    (0..points)
-        .map(|i| {
-            if i < half {
-                step * i as f32
-            } else {
-                1.0 - step * (points - 1 - i) as f32
-            }
-        })
-        .collect()
-}
+use rnafm_runtime::sampler::time_grid;
 
 /// Integrates from `z` [B, G] under slide features `y` [B, K, D] over `points` time
 /// points. `cfg` = Some(s) uses guidance scale s; None uses the conditional velocity.
@@ -46,19 +29,4 @@ pub fn sample<B: FusedOps>(
         s = s + v * f64::from(w[1] - w[0]);
     }
     s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn grid_is_linspace_with_exact_ends() {
-        let g = time_grid(20);
-        assert_eq!(g.len(), 20);
-        assert_eq!((g[0], g[19]), (0.0, 1.0));
-        for (i, v) in g.iter().enumerate() {
-            assert!((v - i as f32 / 19.0).abs() < 1e-6);
-        }
-    }
 }

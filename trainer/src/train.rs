@@ -25,17 +25,20 @@ use rnafm_runtime::normalization::Normalization;
 use rnafm_runtime::pathways::PathwaySet;
 use rnafm_runtime::{Error, Result};
 
-use crate::checkpoint::{CheckpointDir, EMA_FILE, RAW_FILE};
 use crate::dataset::Cohort;
 use crate::ema::{ema_decay, ema_decay_capped, ema_update, renumber_params};
 use crate::grad_clip::clip_global_norm;
 use crate::init::init_weights;
-use crate::metrics::{
-    GeneMetrics, Summary, gene_metrics, gene_r_without_each_fold, rank_by_r, summarize,
-};
 use crate::sampler::sample;
 use crate::splits::Splits;
 use crate::velocity_net::VelocityNet;
+use rnafm_eval::cv_metrics::{cv_metrics, write_cv_metrics};
+use rnafm_eval::gene_scores::per_gene;
+use rnafm_eval::stats::finite_mean;
+use rnafm_runtime::checkpoint::{
+    BEST_DIR, CheckpointDir, EMA_FILE, LAST_DIR, PRED_FILE, RAW_FILE, fold_dir,
+};
+use rnafm_runtime::training_metrics::TrainingMetrics;
 
 #[derive(Debug, Clone)]
 pub struct TrainOptions {
@@ -121,34 +124,8 @@ pub struct TrainState {
     pub last_loss: Option<f64>,
 }
 
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct FoldResult {
-    pub fold: usize,
-    pub slides: usize,
-    pub best_epoch: Option<usize>,
-    pub summary: Vec<Summary>,
-}
-
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct MetricsReport {
-    pub folds: Vec<FoldResult>,
-    /// Out-of-fold predictions of all folds pooled; genes ranked by this r.
-    pub pooled: Vec<Summary>,
-    pub genes: Vec<String>,
-    pub pooled_gene_r: Vec<f64>,
-    pub pooled_gene_rmse: Vec<f64>,
-    /// Per fold k: per-gene r of the pooled out-of-fold predictions of the other folds'
-    /// slides (a ranking fold k's held-out slides took no part in; `evaluate
-    /// --rank-excluding-fold k`).
-    #[serde(default)]
-    pub gene_r_without_fold: Vec<Vec<f64>>,
-}
-
 const STATE_FILE: &str = "train_state.json";
 const OPTIM_FILE: &str = "optimizer";
-/// Out-of-fold predictions [slides, genes] (log2): a fold's held-out slides in `fold_N/`, and
-/// every slide in the CSV's row order in the run folder. The baseline writes the same files.
-pub const PRED_FILE: &str = "oof_predictions.npy";
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |e| Error::io(path, e)
@@ -156,7 +133,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 
 /// Runs the whole cross-validation; writes `splits.json`, per-fold checkpoints and
 /// predictions, `metrics.json` and `metrics.txt` under `opts.out`.
-pub fn train<B: TrainBackend>(opts: &TrainOptions, device: &B::Device) -> Result<MetricsReport> {
+pub fn train<B: TrainBackend>(opts: &TrainOptions, device: &B::Device) -> Result<TrainingMetrics> {
     std::fs::create_dir_all(&opts.out).map_err(io(&opts.out))?;
     let genes = GeneList::read(&opts.genes)?;
     let pathways = match opts.tokens {
@@ -227,66 +204,21 @@ pub fn train<B: TrainBackend>(opts: &TrainOptions, device: &B::Device) -> Result
     // Every slide's out-of-fold mean in CSV row order, as the baseline writes it, so that
     // `rnafm-train evaluate --pred` scores either model's training the same way.
     rnafm_runtime::npy::write_npy(&opts.out.join(PRED_FILE), &oof.view())?;
-    let pooled = gene_metrics(oof.view(), cohort.log2.view());
-    let ranking = rank_by_r(&pooled.r);
-    let folds = fold_tests
-        .iter()
-        .enumerate()
-        .map(|(f, idx)| {
-            let m: GeneMetrics = gene_metrics(
-                oof.select(Axis(0), idx).view(),
-                cohort.log2.select(Axis(0), idx).view(),
-            );
-            let state = read_state(
-                &opts
-                    .out
-                    .join(format!("fold_{f}"))
-                    .join("last")
-                    .join(STATE_FILE),
-            );
-            FoldResult {
-                fold: f,
-                slides: idx.len(),
-                best_epoch: state.and_then(|s| s.best_epoch),
-                summary: summarize(&m, &ranking),
-            }
+    let best_epochs: Vec<Option<usize>> = (0..fold_tests.len())
+        .map(|f| {
+            read_state(&fold_dir(&opts.out, f).join(LAST_DIR).join(STATE_FILE))
+                .and_then(|s| s.best_epoch)
         })
         .collect();
-    let report = MetricsReport {
-        folds,
-        pooled: summarize(&pooled, &ranking),
-        genes: genes.symbols().to_vec(),
-        pooled_gene_r: pooled.r,
-        pooled_gene_rmse: pooled.rmse,
-        gene_r_without_fold: gene_r_without_each_fold(oof.view(), cohort.log2.view(), &fold_tests),
-    };
-    let text = serde_json::to_string_pretty(&report).expect("metrics serialise");
-    rnafm_runtime::atomic::write_bytes_atomic(&opts.out.join("metrics.json"), text.as_bytes())?;
-    rnafm_runtime::atomic::write_bytes_atomic(
-        &opts.out.join("metrics.txt"),
-        metrics_table(&report).as_bytes(),
-    )?;
+    let report = cv_metrics(
+        oof.view(),
+        cohort.log2.view(),
+        &fold_tests,
+        &best_epochs,
+        genes.symbols(),
+    );
+    write_cv_metrics(&opts.out, &report)?;
     Ok(report)
-}
-
-/// A readable table: rows = gene sets, columns = folds and pooled (mean r / RMSE).
-pub fn metrics_table(r: &MetricsReport) -> String {
-    let mut s = String::new();
-    s.push_str(&format!("{:<10}", "genes"));
-    for f in &r.folds {
-        s.push_str(&format!(" {:>17}", format!("fold {} r / rmse", f.fold)));
-    }
-    s.push_str(&format!(" {:>17}\n", "pooled r / rmse"));
-    for (i, row) in r.pooled.iter().enumerate() {
-        s.push_str(&format!("{:<10}", row.genes));
-        for f in &r.folds {
-            if let Some(x) = f.summary.get(i) {
-                s.push_str(&format!(" {:>8.4} / {:<6.4}", x.mean_r, x.mean_rmse));
-            }
-        }
-        s.push_str(&format!(" {:>8.4} / {:<6.4}\n", row.mean_r, row.mean_rmse));
-    }
-    s
 }
 
 fn read_state(path: &Path) -> Option<TrainState> {
@@ -304,7 +236,7 @@ fn run_fold<B: TrainBackend>(
     test_idx: &[usize],
     device: &B::Device,
 ) -> Result<Array2<f32>> {
-    let fold_dir = opts.out.join(format!("fold_{f}"));
+    let fold_dir = fold_dir(&opts.out, f);
     let pred_path = fold_dir.join(PRED_FILE);
     let done_path = fold_dir.join("done");
     if opts.resume && done_path.is_file() {
@@ -354,8 +286,8 @@ fn run_fold<B: TrainBackend>(
         }
     }
 
-    let last = fold_dir.join("last");
-    let best = fold_dir.join("best");
+    let last = fold_dir.join(LAST_DIR);
+    let best = fold_dir.join(BEST_DIR);
     let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
     let mut optim = AdamWConfig::new()
         .with_beta_1(0.9)
@@ -518,8 +450,8 @@ fn run_fold<B: TrainBackend>(
                 device,
                 0xA11 ^ state.epoch as u64,
             );
-            let m = gene_metrics(pred.view(), cohort.log2.select(Axis(0), &val_idx).view());
-            let r = m.r.iter().sum::<f64>() / m.r.len() as f64;
+            let m = per_gene(pred.view(), cohort.log2.select(Axis(0), &val_idx).view());
+            let r = finite_mean(&m.pearson).0;
             let loss = match opts.val_loss {
                 ValLoss::R => 1.0 - r,
                 ValLoss::Sample => sample_mse_z(&pred, &z, &val_idx, &norm),

@@ -7,9 +7,9 @@ use burn::backend::Flex;
 use burn::prelude::*;
 use ndarray::ArrayD;
 use ndarray_npy::read_npy;
+use rnafm_official::{check_add_mask, spec_from_official};
 use rnafm_runtime::model_spec::ModelSpec;
 use rnafm_runtime::weights::WeightMap;
-use rnafm_trainer::import::{check_add_mask, infer_config, read_genes_and_pathways};
 use rnafm_trainer::sampler::sample;
 use rnafm_trainer::velocity_net::VelocityNet;
 use rnafm_trainer::weight_io::to_vec;
@@ -48,16 +48,14 @@ fn load() -> (ModelSpec, WeightMap, VelocityNet<B>) {
     let dir = fixture();
     let wpath = dir.join("weights.safetensors");
     let map = WeightMap::read_safetensors(&wpath).expect("fixture weights");
-    let (genes, pathways) =
-        read_genes_and_pathways(&dir.join("pathways.json"), Some(&dir.join("genes.txt")))
-            .expect("pathways");
-    let config = infer_config(&map, &wpath, genes.len(), 4).expect("config");
-    let spec = ModelSpec {
-        config,
-        genes,
-        pathways,
-        normalization: None,
-    };
+    let spec = spec_from_official(
+        &map,
+        &wpath,
+        &dir.join("pathways.json"),
+        Some(&dir.join("genes.txt")),
+        4,
+    )
+    .expect("spec");
     let net =
         VelocityNet::<B>::from_weights(&spec, &map, &wpath, &Default::default()).expect("load");
     (spec, map, net)

@@ -9,10 +9,9 @@ use burn::backend::Flex;
 use burn::prelude::*;
 use ndarray::ArrayD;
 use ndarray_npy::read_npy;
+use rnafm_official::{WeightSet, read_official_weights};
+use rnafm_runtime::checkpoint::CheckpointDir;
 use rnafm_runtime::weights::WeightMap;
-use rnafm_trainer::checkpoint::CheckpointDir;
-use rnafm_trainer::import::read_official_weights;
-use rnafm_trainer::torch_checkpoint::WeightSet;
 use rnafm_trainer::velocity_net::VelocityNet;
 use rnafm_trainer::weight_io::to_vec;
 

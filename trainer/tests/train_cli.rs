@@ -149,12 +149,33 @@ fn two_fold_training_writes_checkpoints_metrics_and_resumes() {
         .unwrap();
         assert_eq!(state["epoch"], 2);
     }
-    let metrics: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("run/metrics.json")).unwrap())
+    let metrics =
+        rnafm_runtime::training_metrics::TrainingMetrics::read(&dir.join("run/metrics.json"))
             .unwrap();
-    assert_eq!(metrics["folds"].as_array().unwrap().len(), 2);
-    let r = metrics["pooled"][0]["mean_r"].as_f64().unwrap();
+    assert_eq!(metrics.folds.len(), 2);
+    assert_eq!(metrics.genes.len(), GENES);
+    let r = metrics.pooled[0].mean_pearson;
     assert!(r.is_finite() && (-1.0..=1.0).contains(&r));
+    // `evaluate` scores the same out-of-fold predictions with the same r (one convention).
+    let e = rnafm_eval::evaluate::run_evaluate(&rnafm_eval::evaluate::EvaluateArgs {
+        pred: dir.join("run/oof_predictions.npy"),
+        truth: dir.join("ref.csv"),
+        genes: Some(dir.join("genes.txt")),
+        rank_by: Some(dir.join("run/metrics.json")),
+        rank_excluding_fold: None,
+        oracle: None,
+        out: Some(dir.join("eval.json")),
+        present_only: false,
+        slides: None,
+        versus: None,
+        versus_rank_by: None,
+        replicates: 1,
+    })
+    .unwrap();
+    assert_eq!(
+        e.accuracy, metrics.pooled,
+        "metrics.json and evaluate agree"
+    );
     // The pooled out-of-fold means: every slide in CSV row order, each fold's rows as that
     // fold wrote them.
     let pooled =

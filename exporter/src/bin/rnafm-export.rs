@@ -3,16 +3,17 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use rnafm_exporter::bundle_export::{ExportInfo, bundle};
 use rnafm_exporter::graphs;
-use rnafm_exporter::official::spec_from_official;
-use rnafm_runtime::model_spec::ModelSpec;
+use rnafm_official::{WeightSet, read_official_weights, spec_from_official};
+use rnafm_runtime::checkpoint::{
+    CALIBRATION_FILE, CheckpointDir, EMA_FILE, METRICS_FILE, RAW_FILE,
+};
+use rnafm_runtime::training_metrics::TrainingMetrics;
 use rnafm_runtime::weights::WeightMap;
-use rnafm_trainer::import::{check_add_mask, read_official_weights};
-use rnafm_trainer::torch_checkpoint::WeightSet;
 
 /// Export an RNA-FM model as a `.rnafm` bundle (five ONNX graphs, the null condition's
 /// embedding, a manifest with genes/pathways/normalisation and a self-test).
@@ -52,12 +53,13 @@ struct Args {
     raw: bool,
     /// Official RNA-FM weights: safetensors or PyTorch .pt/.pth (state_dict, or a training
     /// checkpoint with `ema`/`model`), official tensor names; sizes are inferred.
-    #[arg(long, requires_all = ["pathways", "genes"])]
+    #[arg(long, requires = "pathways")]
     weights: Option<PathBuf>,
     /// Pathway index (.json with UNMAPPED/UNCLASSIFIED background, or .gmt) for --weights.
     #[arg(long)]
     pathways: Option<PathBuf>,
-    /// Gene list in output order (one symbol a line, or gene_list.csv) for --weights.
+    /// Gene list in output order (one symbol a line, or gene_list.csv) for --weights;
+    /// without it genes are counted from the pathway file and named by index.
     #[arg(long)]
     genes: Option<PathBuf>,
     /// Attention heads of the DiT blocks and slide transformer (not inferable from weights).
@@ -87,11 +89,21 @@ struct Args {
     verbose: u8,
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
     rnafm_runtime::sigpipe::default_on_broken_pipe();
     let args = Args::parse();
     rnafm_runtime::logging::init(args.verbose);
+    match run(&args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line naming the file, whatever RUST_BACKTRACE says.
+            eprintln!("rnafm-export: {}", format!("{e:#}").replace('\n', " "));
+            std::process::ExitCode::from(1)
+        }
+    }
+}
 
+fn run(args: &Args) -> Result<()> {
     let mut calibration = None;
     let official = match (&args.weights, &args.onnx) {
         (Some(w), _) => Some(w.clone()),
@@ -99,11 +111,8 @@ fn main() -> Result<()> {
         _ => None,
     };
     let (spec, weights, wpath, metrics) = if let Some(wp) = &official {
-        let (Some(pp), Some(gp)) = (&args.pathways, &args.genes) else {
-            bail!(
-                "{}: official weights need --pathways and --genes",
-                wp.display()
-            );
+        let Some(pp) = &args.pathways else {
+            bail!("{}: official weights need --pathways", wp.display());
         };
         let set = if args.raw {
             WeightSet::Raw
@@ -111,40 +120,29 @@ fn main() -> Result<()> {
             WeightSet::Ema
         };
         let w = read_official_weights(wp, set)?;
-        let spec = spec_from_official(&w, wp, pp, gp, args.heads)?;
-        check_add_mask(&w, &spec.pathways, wp)?;
+        let spec = spec_from_official(&w, wp, pp, args.genes.as_deref(), args.heads)?;
         (spec, w, wp.clone(), None)
     } else if let Some(dir) = &args.onnx {
-        let spec = ModelSpec::read(&dir.join("model.json"))?;
-        let wpath = dir.join(if args.raw {
-            "model.safetensors"
-        } else {
-            "ema.safetensors"
-        });
+        let ck = CheckpointDir::new(dir);
+        let spec = ck.read_spec()?;
+        let wpath = ck.path(if args.raw { RAW_FILE } else { EMA_FILE });
         let w = WeightMap::read_safetensors(&wpath)?;
         // A fold's best checkpoint sits at <run>/fold_k/best; the run's metrics.json
         // (with the pooled out-of-fold per-gene r) is two levels up.
         let mpath = match &args.metrics {
-            Some(p) => p.clone(),
-            None => [dir.join("metrics.json"), dir.join("../../metrics.json")]
+            Some(p) => Some(p.clone()),
+            None => [dir.join(METRICS_FILE), dir.join("../..").join(METRICS_FILE)]
                 .into_iter()
-                .find(|p| p.is_file())
-                .unwrap_or_else(|| dir.join("metrics.json")),
+                .find(|p| p.is_file()),
         };
-        let metrics = if mpath.exists() {
-            let text =
-                std::fs::read_to_string(&mpath).with_context(|| mpath.display().to_string())?;
-            Some(
-                serde_json::from_str(&text)
-                    .with_context(|| format!("{}: not JSON", mpath.display()))?,
-            )
-        } else {
-            None
+        let metrics = match mpath {
+            Some(p) => Some(TrainingMetrics::read(&p)?),
+            None => None,
         };
         let cpath = match &args.calibration {
             Some(p) => Some(p.clone()),
             None if args.no_calibration => None,
-            None => Some(dir.join("../calibration.json")).filter(|p| p.is_file()),
+            None => Some(dir.join("..").join(CALIBRATION_FILE)).filter(|p| p.is_file()),
         };
         calibration = match cpath {
             Some(p) => Some(rnafm_runtime::calibration::read_file(&p)?),
@@ -153,7 +151,7 @@ fn main() -> Result<()> {
         (spec, w, wpath, metrics)
     } else {
         bail!(
-            "give a checkpoint folder (--onnx DIR) or official weights (--weights, --pathways, --genes)"
+            "give a checkpoint folder (--onnx DIR) or official weights (--weights, --pathways, and usually --genes)"
         );
     };
     tracing::info!(
@@ -176,7 +174,7 @@ fn main() -> Result<()> {
     }
     bar.finish_and_clear();
     let info = ExportInfo {
-        encoder: args.encoder,
+        encoder: args.encoder.clone(),
         microns_per_pixel: args.mpp,
         tile_size: args.tile_size,
         metrics,

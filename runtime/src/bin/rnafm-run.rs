@@ -1,28 +1,19 @@
 //! `rnafm-run`: predicts bulk RNA-seq for whole-slide images from their tile features with an
 //! exported `.rnafm` model, on ONNX Runtime (CPU or CUDA).
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use ndarray::{Array2, ArrayView2};
-
-use rnafm_runtime::features::read_features;
-use rnafm_runtime::kmeans::{KMeansOptions, kmeans};
 use rnafm_runtime::ort_env::{DeviceChoice, SessionFactory, SessionOptions};
 use rnafm_runtime::run::model::{Precision, RunModel};
-use rnafm_runtime::run::outputs::{
-    RunReport, SlideOutputs, SlideRecord, to_fpkm, write_genes_tsv, write_pathways_tsv,
-};
-use rnafm_runtime::run::shift::{SHIFT_WARN_MEAN_ABS_Z, mean_abs_z};
+use rnafm_runtime::run::outputs::{RunReport, SlideRecord};
+use rnafm_runtime::run::pipeline::{Progress, RunSettings, SlidePipeline, collect_slides};
 use rnafm_runtime::sampler::SampleParams;
 use rnafm_runtime::slide::encoder::TileEncoder;
-use rnafm_runtime::slide::extract::ExtractOptions;
-use rnafm_runtime::slide::options::{TileArgs, check_encoder_path, is_slide_image, slide_features};
+use rnafm_runtime::slide::options::{TileArgs, check_encoder_path, is_slide_image};
 
 const ABOUT: &str = "Predict bulk RNA-seq (log2(FPKM-UQ+1) of ~20k genes) for whole-slide images.";
 
@@ -236,75 +227,21 @@ fn session_options(args: &RunArgs) -> SessionOptions {
     }
 }
 
-/// Expands folders into their .npy/.npz files (sorted) and keeps the shard's part.
-fn collect_slides(args: &RunArgs) -> anyhow::Result<Vec<PathBuf>> {
-    if args.slides.is_empty() {
-        bail!(Usage(
-            "no slide features given (see rnafm-run --help)".into()
-        ));
-    }
-    let mut all = Vec::new();
-    for p in &args.slides {
-        if p.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(p)
-                .with_context(|| format!("{}", p.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| {
-                    f.is_file()
-                        && matches!(f.extension().and_then(|x| x.to_str()), Some("npy" | "npz"))
-                })
-                .collect();
-            found.sort();
-            if found.is_empty() {
-                bail!(Usage(format!(
-                    "{}: folder holds no .npy/.npz files",
-                    p.display()
-                )));
-            }
-            all.extend(found);
-        } else {
-            all.push(p.clone());
-        }
-    }
-    if args.encoder.is_none()
-        && let Some(p) = all.iter().find(|p| is_slide_image(p))
-    {
-        bail!(Usage(format!(
-            "{}: a whole-slide image needs --encoder ENCODER.onnx (the tile encoder the model was trained with), or run rnafm-features first",
-            p.display()
-        )));
-    }
-    Ok(match args.shard {
-        Some((i, n)) => all
-            .into_iter()
-            .enumerate()
-            .filter(|(k, _)| k % n == i)
-            .map(|(_, p)| p)
-            .collect(),
-        None => all,
-    })
-}
-
-fn slide_name(path: &Path) -> String {
-    path.file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "slide".into())
-}
-
 fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let model_path = model_path(args)?;
     if args.self_test {
         return self_test(model_path, args);
     }
-    let slides = collect_slides(args)?;
+    let slides = collect_slides(&args.slides, args.encoder.is_some(), args.shard)
+        .map_err(usage_or_failure)?;
     let norm = args.tiles.normalization().map_err(Usage)?;
     if let Some(e) = &args.encoder {
         check_encoder_path(e)?;
     }
     let t0 = Instant::now();
-    let mut model = RunModel::open_with(model_path, session_options(args), args.precision)?;
+    let model = RunModel::open_with(model_path, session_options(args), args.precision)?;
     // Loaded only when a whole-slide image is among the inputs.
-    let mut encoder = match &args.encoder {
+    let encoder = match &args.encoder {
         Some(e) if slides.iter().any(|p| is_slide_image(p)) => {
             let mut factory = SessionFactory::new(session_options(args))?;
             Some(TileEncoder::load(e, &mut factory, norm)?)
@@ -327,30 +264,18 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         seed: args.seed,
         batch: args.batch as usize,
     };
-    if model.normalization.is_none() {
-        tracing::warn!("the model has no normalisation statistics; outputs are z-scores");
-    }
-    let calibration = rnafm_runtime::calibration::CalibrationUse::choose(
-        &model.calibration,
-        params.cfg,
-        params.steps,
-        args.no_calibration,
-    );
-    if let (Some(reason), false) = (&calibration.reason, args.no_calibration) {
-        tracing::warn!("intervals are not calibrated: {reason}");
-    }
-    // process_slide applies what is left here.
-    model.calibration = calibration.calibration.iter().cloned().collect();
-    let unit = if model.normalization.is_none() {
-        "z"
-    } else if args.fpkm {
-        "FPKM-UQ"
-    } else {
-        "log2(FPKM-UQ+1)"
+    let settings = RunSettings {
+        fpkm: args.fpkm,
+        save_samples: args.save_samples,
+        overwrite: args.overwrite,
+        no_calibration: args.no_calibration,
+        tiles: args.tiles.clone(),
+        tile_batch: args.tile_batch as usize,
+        encoder_path: args.encoder.clone(),
     };
+    let mut pipeline = SlidePipeline::new(model, encoder, params, settings);
 
-    let per_slide = params.samples.div_ceil(params.batch) * (params.steps - 1);
-    let bar = ProgressBar::new((per_slide * slides.len()) as u64);
+    let bar = ProgressBar::new((pipeline.steps_per_slide() * slides.len()) as u64);
     if args.quiet || args.format == Format::Json {
         bar.set_draw_target(ProgressDrawTarget::hidden());
     }
@@ -359,56 +284,11 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
-
-    let mut records = Vec::new();
-    let mut seen = HashSet::new();
-    let mut failed = 0usize;
-    for path in &slides {
-        let name = slide_name(path);
-        bar.set_message(name.clone());
-        let outs = SlideOutputs::new(&args.out, &name);
-        let mut rec = SlideRecord {
-            input: path.clone(),
-            slide: name.clone(),
-            status: "ok".into(),
-            error: None,
-            tiles: None,
-            input_shift_mean_abs_z: None,
-            seconds: None,
-        };
-        if !seen.insert(name.clone()) {
-            rec.status = "failed".into();
-            rec.error = Some(format!(
-                "{}: another input already writes outputs named {name}",
-                path.display()
-            ));
-        } else if !args.overwrite && outs.complete(args.save_samples) {
-            rec.status = "skipped".into();
-            bar.inc(per_slide as u64);
-        } else {
-            let ts = Instant::now();
-            let before = bar.position();
-            let mut inputs = Inputs {
-                model: &mut model,
-                encoder: encoder.as_mut(),
-            };
-            match process_slide(&mut inputs, path, &outs, &params, args, &mut rec, &bar) {
-                Ok(()) => rec.seconds = Some(ts.elapsed().as_secs_f64()),
-                Err(e) => {
-                    rec.status = "failed".into();
-                    rec.error = Some(one_line(&e));
-                    bar.set_position(before + per_slide as u64);
-                }
-            }
-        }
-        if let Some(e) = &rec.error {
-            failed += 1;
-            bar.suspend(|| eprintln!("rnafm-run: {e}"));
-        }
-        records.push(rec);
-    }
+    let records = pipeline.run_all(&slides, &args.out, &Bar(&bar));
     bar.finish_and_clear();
+    let failed = records.iter().filter(|r| r.error.is_some()).count();
 
+    let model = &pipeline.model;
     let report = RunReport {
         rnafm_version: env!("CARGO_PKG_VERSION").into(),
         onnxruntime_library: rnafm_runtime::ort_env::library_path()
@@ -418,13 +298,13 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         device: model.device.to_string(),
         threads: model.threads,
         precision: model.precision.to_string(),
-        samples: params.samples,
-        steps: params.steps,
-        cfg: params.cfg,
-        seed: params.seed,
-        batch: params.batch,
-        unit: unit.into(),
-        calibration,
+        samples: pipeline.params.samples,
+        steps: pipeline.params.steps,
+        cfg: pipeline.params.cfg,
+        seed: pipeline.params.seed,
+        batch: pipeline.params.batch,
+        unit: pipeline.unit().into(),
+        calibration: pipeline.calibration.clone(),
         load_seconds,
         total_seconds: t0.elapsed().as_secs_f64(),
         slides: records,
@@ -446,159 +326,32 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// The model and, for whole-slide images, the tile encoder.
-struct Inputs<'a> {
-    model: &'a mut RunModel,
-    encoder: Option<&'a mut TileEncoder>,
-}
+/// The progress bar as the pipeline's progress display.
+struct Bar<'a>(&'a ProgressBar);
 
-/// How a whole-slide image is tiled for `model`: the flags, else the model's manifest, else
-/// rnafm-features' defaults (a model folder has no manifest).
-fn extract_options(model: &RunModel, args: &RunArgs) -> ExtractOptions {
-    let d = ExtractOptions::default();
-    let (mpp, tile) = model.slide.as_ref().map_or((d.tile_mpp, d.tile), |s| {
-        (f64::from(s.microns_per_pixel), s.tile_size as u32)
-    });
-    args.tiles.extract_options(
-        mpp,
-        tile,
-        model.clusters,
-        args.seed,
-        args.tile_batch as usize,
-    )
-}
-
-/// K×D cluster features of a whole-slide image, from the tile encoder.
-fn image_clusters(
-    inputs: &mut Inputs<'_>,
-    path: &Path,
-    args: &RunArgs,
-    rec: &mut SlideRecord,
-    bar: &ProgressBar,
-) -> anyhow::Result<Array2<f32>> {
-    let model = &*inputs.model;
-    let Some(encoder) = inputs.encoder.as_deref_mut() else {
-        bail!(
-            "{}: a whole-slide image needs --encoder ENCODER.onnx",
-            path.display()
-        );
-    };
-    let opts = extract_options(model, args);
-    let name = slide_name(path);
-    let ex = slide_features(path, encoder, &opts, &|done, total| {
-        bar.set_message(format!("{name} tiles {done}/{total}"))
-    })?;
-    bar.set_message(name);
-    let d = ex.kmeans.centers.ncols();
-    if d != model.feat_dim {
-        bail!(
-            "{}: the encoder {} gives {d}-dimensional features but the model expects {} (is it the encoder the model was trained with?)",
-            path.display(),
-            args.encoder.as_deref().unwrap_or(Path::new("?")).display(),
-            model.feat_dim
-        );
+impl Progress for Bar<'_> {
+    fn advance(&self, n: u64) {
+        self.0.inc(n);
     }
-    rec.tiles = Some(ex.tiles.len());
-    Ok(ex.kmeans.centers)
-}
-
-/// K×D cluster features of a slide: as given, or k-means of N×D tiles.
-fn slide_clusters(
-    model: &RunModel,
-    path: &Path,
-    seed: u64,
-    rec: &mut SlideRecord,
-) -> anyhow::Result<Array2<f32>> {
-    let f = read_features(path)?;
-    if f.ncols() != model.feat_dim {
-        bail!(
-            "{}: features are {}-dimensional but the model expects {} (is it the right encoder?)",
-            path.display(),
-            f.ncols(),
-            model.feat_dim
-        );
+    fn message(&self, text: &str) {
+        self.0.set_message(text.to_string());
     }
-    if f.nrows() == model.clusters {
-        return Ok(f);
+    fn warn(&self, text: &str) {
+        self.0.suspend(|| tracing::warn!("{text}"));
     }
-    if f.nrows() < model.clusters {
-        bail!(
-            "{}: {} tiles, fewer than the model's {} clusters",
-            path.display(),
-            f.nrows(),
-            model.clusters
-        );
-    }
-    rec.tiles = Some(f.nrows());
-    let km = kmeans(f.view(), KMeansOptions::new(model.clusters, seed), path)?;
-    Ok(km.centers)
-}
-
-fn process_slide(
-    inputs: &mut Inputs<'_>,
-    path: &Path,
-    outs: &SlideOutputs,
-    params: &SampleParams,
-    args: &RunArgs,
-    rec: &mut SlideRecord,
-    bar: &ProgressBar,
-) -> anyhow::Result<()> {
-    let clusters = if is_slide_image(path) {
-        image_clusters(inputs, path, args, rec, bar)?
-    } else {
-        slide_clusters(inputs.model, path, args.seed, rec)?
-    };
-    let model = &mut *inputs.model;
-    if let Some((mean, sd)) = &model.feature_stats
-        && let Some(z) = mean_abs_z(clusters.view(), mean, sd)
-    {
-        rec.input_shift_mean_abs_z = Some(z);
-        if z > SHIFT_WARN_MEAN_ABS_Z {
-            bar.suspend(|| {
-                tracing::warn!(
-                    "{}: features lie far from the training slides (mean |z| {z:.1} > {SHIFT_WARN_MEAN_ABS_Z}); check the encoder and preprocessing, predictions are extrapolations",
-                    path.display()
-                )
-            });
+    fn slide_done(&self, record: &SlideRecord) {
+        if let Some(e) = &record.error {
+            self.0.suspend(|| eprintln!("rnafm-run: {e}"));
         }
     }
-    let genes = model.genes.len();
-    let mut tick = || bar.inc(1);
-    let z = model
-        .graphs
-        .sample(clusters.view(), genes, params, &mut tick)
-        .with_context(|| path.display().to_string())?;
-    let mut z = z;
-    if let Some(c) = model.calibration.first() {
-        c.apply(z.view_mut());
-    }
-    let values = to_unit(&z.view(), model, args.fpkm);
-    write_genes_tsv(
-        &outs.genes,
-        &model.genes,
-        values.view(),
-        model.cv_r.as_deref(),
-    )?;
-    write_pathways_tsv(&outs.pathways, z.view(), &model.pathways)?;
-    if args.save_samples {
-        rnafm_runtime::npy::write_npy(&outs.samples, &values)?;
-    }
-    Ok(())
 }
 
-/// z samples → the reported unit.
-fn to_unit(z: &ArrayView2<'_, f32>, model: &RunModel, fpkm: bool) -> Array2<f32> {
-    let Some(norm) = &model.normalization else {
-        return z.to_owned();
-    };
-    let mut out = z.to_owned();
-    for mut row in out.rows_mut() {
-        for (g, v) in row.iter_mut().enumerate() {
-            let l = norm.from_z(g, *v);
-            *v = if fpkm { to_fpkm(l) } else { l };
-        }
+/// The runtime's usage errors exit with 2 like clap's, the rest with 1.
+fn usage_or_failure(e: rnafm_runtime::Error) -> anyhow::Error {
+    match e {
+        rnafm_runtime::Error::Usage(m) => Usage(m).into(),
+        e => e.into(),
     }
-    out
 }
 
 fn self_test(model_path: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {

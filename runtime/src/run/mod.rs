@@ -1,7 +1,8 @@
-//! What `rnafm-run` does with a slide's samples: per-gene and per-pathway summaries, the
-//! input-shift check, and the output files.
+//! What `rnafm-run` does: the per-slide pipeline, the loaded model, the input-shift check,
+//! per-gene and per-pathway summaries of the draws, and the output files.
 
 pub mod model;
 pub mod outputs;
+pub mod pipeline;
 pub mod shift;
 pub mod summary;

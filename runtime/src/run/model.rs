@@ -14,25 +14,7 @@ use crate::ort_env::{Device, SessionFactory, SessionOptions};
 use crate::pathways::PathwaySet;
 use crate::sampler::{FlowGraphs, SampleParams};
 
-/// Bundle member names of the graph contract.
-pub const CONDITION: &str = "condition.onnx";
-pub const MODULATION: &str = "modulation.onnx";
-pub const EMBED: &str = "embed.onnx";
-pub const BACKBONE: &str = "backbone.onnx";
-pub const HEADS: &str = "heads.onnx";
-pub const NULL_SLIDE_EMB: &str = "null_slide_emb.npy";
-/// What a model folder holds besides model.json (read, and hashed, in this order).
-const FOLDER_MEMBERS: [&str; 6] = [
-    CONDITION,
-    MODULATION,
-    EMBED,
-    BACKBONE,
-    HEADS,
-    NULL_SLIDE_EMB,
-];
-/// Optional int8 variants of the per-step graphs (`rnafm-export --int8`).
-pub const EMBED_INT8: &str = "embed.int8.onnx";
-pub const BACKBONE_INT8: &str = "backbone.int8.onnx";
+pub use crate::bundle_members::*;
 
 /// Arithmetic of the per-step graphs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -168,11 +150,6 @@ pub struct SelfTestOutcome {
     pub max_abs_diff: f32,
     pub tolerance: f32,
 }
-
-/// Optional files of an unpacked model folder: training-feature statistics [2, D] (mean row,
-/// sd row) and per-gene cross-validated r [G] (or [1, G]).
-pub const FEATURE_STATS: &str = "feature_stats.npy";
-pub const CV_R: &str = "cv_r.npy";
 
 /// A float matrix file if present (a 1-d array is read as one row).
 fn optional_matrix(path: &Path) -> Result<Option<ndarray::Array2<f32>>> {

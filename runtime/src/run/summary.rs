@@ -4,6 +4,7 @@
 use ndarray::{Array2, ArrayView2, Axis};
 
 use crate::pathways::PathwaySet;
+pub use crate::stats::quantile_sorted;
 
 /// Distribution summary of one quantity over the samples.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -16,21 +17,6 @@ pub struct Stats {
     pub q25: f32,
     pub q75: f32,
     pub q95: f32,
-}
-
-/// Quantile `q` of sorted values with linear interpolation (NumPy's default).
-pub fn quantile_sorted(sorted: &[f32], q: f64) -> f32 {
-    match sorted.len() {
-        0 => f32::NAN,
-        1 => sorted[0],
-        n => {
-            let pos = q.clamp(0.0, 1.0) * (n - 1) as f64;
-            let lo = pos.floor() as usize;
-            let hi = (lo + 1).min(n - 1);
-            let w = (pos - lo as f64) as f32;
-            sorted[lo] + (sorted[hi] - sorted[lo]) * w
-        }
-    }
 }
 
 impl Stats {

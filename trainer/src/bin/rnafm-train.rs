@@ -5,6 +5,11 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use rnafm_runtime::training_metrics::TrainingMetrics;
+use rnafm_trainer::bench::{BenchReport, bench_steps};
+use rnafm_trainer::device::{BackendJob, TrainDevice, run_on};
+use rnafm_trainer::fused::TrainBackend;
+use rnafm_trainer::train::TrainOptions;
 
 // Large tensor buffers come and go every step; see `rnafm_trainer::allocator`.
 #[global_allocator]
@@ -60,18 +65,18 @@ enum Command {
     /// Time training steps (forward, backward, clip, AdamW, EMA) at a model size on
     /// synthetic inputs; prints a table and writes JSON.
     Bench(BenchArgs),
-    /// Write a known-truth synthetic cohort in the real formats (reference CSV, one
-    /// features .npy per slide, pathway JSON, gene list) plus its oracle.
-    Synth(rnafm_trainer::synth::SynthArgs),
-    /// Score predictions against measured expression: per-gene r and RMSE (all genes and
-    /// top-k), interval coverage, Gaussian NLL, CRPS, Spearman(var, |error|), oracle.
-    Evaluate(rnafm_trainer::evaluate::EvaluateArgs),
-    /// Fit interval calibration factors on rnafm-run draws of validation slides (not the
-    /// evaluation slides); rnafm-export stores them in the bundle.
-    Calibrate(rnafm_trainer::calibrate::CalibrateArgs),
-    /// Put several evaluations (model, baseline, ablations) and the oracle in one table
-    /// with the checks; writes summary.md and PNG plots.
-    Report(rnafm_trainer::report::ReportArgs),
+    /// Same as `rnafm-eval synth` (kept for one release).
+    #[command(hide = true)]
+    Synth(rnafm_eval::synth::SynthArgs),
+    /// Same as `rnafm-eval evaluate` (kept for one release).
+    #[command(hide = true)]
+    Evaluate(rnafm_eval::evaluate::EvaluateArgs),
+    /// Same as `rnafm-eval calibrate` (kept for one release).
+    #[command(hide = true)]
+    Calibrate(rnafm_eval::calibrate::CalibrateArgs),
+    /// Same as `rnafm-eval report` (kept for one release).
+    #[command(hide = true)]
+    Report(rnafm_eval::report::ReportArgs),
     /// Draw expression profiles from a checkpoint with the burn sampler (CPU), written as
     /// rnafm-run writes them; for models the ONNX exporter cannot take.
     Sample(rnafm_trainer::burn_sample::SampleArgs),
@@ -269,9 +274,9 @@ fn run(cmd: Command) -> Result<()> {
             out,
         } => {
             let set = if raw {
-                rnafm_trainer::torch_checkpoint::WeightSet::Raw
+                rnafm_official::WeightSet::Raw
             } else {
-                rnafm_trainer::torch_checkpoint::WeightSet::Ema
+                rnafm_official::WeightSet::Ema
             };
             let spec = rnafm_trainer::import::import_official(
                 &weights,
@@ -299,49 +304,19 @@ fn run(cmd: Command) -> Result<()> {
         Command::Train(a) => train(a),
         Command::Bench(a) => bench(a),
         Command::Synth(a) => {
-            let s = rnafm_trainer::synth::run_synth(&a)?;
-            println!(
-                "synthetic cohort: {} slides of {} patients, {} genes, {} pathways ({} background genes), {} mixed-subtype slides → {}",
-                s.slides,
-                s.patients,
-                s.genes,
-                s.pathways,
-                s.background_genes,
-                s.mixed_slides,
-                s.out.display()
-            );
+            println!("{}", rnafm_eval::synth::run_synth(&a)?);
             Ok(())
         }
         Command::Evaluate(a) => {
-            let r = rnafm_trainer::evaluate::run_evaluate(&a)?;
+            let r = rnafm_eval::evaluate::run_evaluate(&a)?;
             if a.out.is_some() {
-                print!("{}", rnafm_trainer::evaluate::render_table(&r));
+                print!("{}", rnafm_eval::evaluate::render_table(&r));
             }
             Ok(())
         }
         Command::Calibrate(a) => {
-            let c = rnafm_trainer::calibrate::run_calibrate(&a)?;
-            let f: Vec<String> = c
-                .levels
-                .iter()
-                .map(|l| {
-                    format!(
-                        "{:.0}%: ×{:.3} (coverage before {:.1}%)",
-                        l.level * 100.0,
-                        l.factor,
-                        l.coverage_before * 100.0
-                    )
-                })
-                .collect();
-            println!(
-                "calibration for guidance {} ({} time points) from {} slides × {} values: {} → {}",
-                c.cfg,
-                c.steps,
-                c.slides,
-                c.values / c.slides.max(1),
-                f.join(", "),
-                a.out.display()
-            );
+            let c = rnafm_eval::calibrate::run_calibrate(&a)?;
+            println!("{}", rnafm_eval::calibrate::describe(&c, &a.out));
             Ok(())
         }
         Command::Sample(a) => {
@@ -362,7 +337,7 @@ fn run(cmd: Command) -> Result<()> {
             Ok(())
         }
         Command::Report(a) => {
-            print!("{}", rnafm_trainer::report::run_report(&a)?);
+            print!("{}", rnafm_eval::report::run_report(&a)?);
             println!("report: {}", a.out.join("summary.md").display());
             Ok(())
         }
@@ -382,7 +357,7 @@ fn train(a: TrainArgs) -> Result<()> {
         a.cond_drop = p.cond_drop;
         a.no_graph_attention = !p.graph_attention;
     }
-    let opts = rnafm_trainer::train::TrainOptions {
+    let opts = TrainOptions {
         csv: a.csv,
         features: a.features,
         pathways: a.pathways,
@@ -421,12 +396,17 @@ fn train(a: TrainArgs) -> Result<()> {
         progress: std::io::stderr().is_terminal(),
     };
     let report = if a.model == ModelKind::Regression {
-        baseline_on_device(&opts, a.device)?
+        run_on(a.device.into(), BaselineTraining(&opts))?
     } else {
-        run_on_device(&opts, a.device)?
+        run_on(a.device.into(), FlowTraining(&opts))?
     };
-    print!("{}", rnafm_trainer::train::metrics_table(&report));
-    println!("metrics: {}", opts.out.join("metrics.json").display());
+    print!("{}", rnafm_eval::cv_metrics::metrics_table(&report));
+    println!(
+        "metrics: {}",
+        opts.out
+            .join(rnafm_runtime::checkpoint::METRICS_FILE)
+            .display()
+    );
     Ok(())
 }
 
@@ -448,7 +428,13 @@ fn bench(a: BenchArgs) -> Result<()> {
         normalization: None,
     };
     spec.validate(&a.pathways)?;
-    let r = bench_on_device(&spec, &a)?;
+    let r = run_on(
+        a.device.into(),
+        StepBench {
+            spec: &spec,
+            args: &a,
+        },
+    )?;
     println!("{:<22} {}", "backend", r.backend);
     println!(
         "{:<22} {} genes, {} pathways, {}×{} clusters",
@@ -482,115 +468,54 @@ fn bench(a: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-#[cfg(feature = "cuda")]
-fn bench_on_device(
-    spec: &rnafm_runtime::model_spec::ModelSpec,
-    a: &BenchArgs,
-) -> Result<rnafm_trainer::bench::BenchReport> {
-    use burn::backend::{Autodiff, Cuda, Flex};
-    use rnafm_trainer::bench::bench_steps;
-    Ok(if a.device == DeviceArg::Cpu {
-        bench_steps::<Autodiff<Flex>>(
-            spec,
-            a.batch,
-            a.warmup,
-            a.steps,
-            &Default::default(),
-            "flex (CPU)",
-        )?
-    } else {
-        bench_steps::<Autodiff<Cuda>>(
-            spec,
-            a.batch,
-            a.warmup,
-            a.steps,
-            &Default::default(),
-            "cuda",
-        )?
-    })
+impl From<DeviceArg> for TrainDevice {
+    fn from(d: DeviceArg) -> Self {
+        match d {
+            DeviceArg::Auto => TrainDevice::Auto,
+            DeviceArg::Cpu => TrainDevice::Cpu,
+            DeviceArg::Cuda => TrainDevice::Cuda,
+        }
+    }
 }
 
-#[cfg(not(feature = "cuda"))]
-fn bench_on_device(
-    spec: &rnafm_runtime::model_spec::ModelSpec,
-    a: &BenchArgs,
-) -> Result<rnafm_trainer::bench::BenchReport> {
-    use burn::backend::{Autodiff, Flex};
-    if a.device == DeviceArg::Cuda {
-        tracing::warn!("built without the cuda feature; benchmarking the CPU");
+/// RNA-FM flow-matching training with cross-validation.
+struct FlowTraining<'a>(&'a TrainOptions);
+
+impl BackendJob for FlowTraining<'_> {
+    type Output = rnafm_runtime::Result<TrainingMetrics>;
+    fn run<B: TrainBackend>(self, device: &B::Device, _: &'static str) -> Self::Output {
+        rnafm_trainer::train::train::<B>(self.0, device)
     }
-    Ok(rnafm_trainer::bench::bench_steps::<Autodiff<Flex>>(
-        spec,
-        a.batch,
-        a.warmup,
-        a.steps,
-        &Default::default(),
-        "flex (CPU)",
-    )?)
 }
 
-#[cfg(feature = "cuda")]
-fn baseline_on_device(
-    opts: &rnafm_trainer::train::TrainOptions,
-    device: DeviceArg,
-) -> Result<rnafm_trainer::train::MetricsReport> {
-    use burn::backend::{Autodiff, Cuda, Flex};
-    use rnafm_trainer::regression::train_baseline;
-    if device == DeviceArg::Cpu {
-        return Ok(train_baseline::<Autodiff<Flex>>(opts, &Default::default())?);
+/// The regression baseline on the same folds.
+struct BaselineTraining<'a>(&'a TrainOptions);
+
+impl BackendJob for BaselineTraining<'_> {
+    type Output = rnafm_runtime::Result<TrainingMetrics>;
+    fn run<B: TrainBackend>(self, device: &B::Device, _: &'static str) -> Self::Output {
+        rnafm_trainer::regression::train_baseline::<B>(self.0, device)
     }
-    Ok(train_baseline::<Autodiff<Cuda>>(opts, &Default::default())?)
 }
 
-#[cfg(not(feature = "cuda"))]
-fn baseline_on_device(
-    opts: &rnafm_trainer::train::TrainOptions,
-    device: DeviceArg,
-) -> Result<rnafm_trainer::train::MetricsReport> {
-    use burn::backend::{Autodiff, Flex};
-    if device == DeviceArg::Cuda {
-        tracing::warn!("built without the cuda feature; training on the CPU");
-    }
-    Ok(rnafm_trainer::regression::train_baseline::<Autodiff<Flex>>(
-        opts,
-        &Default::default(),
-    )?)
+/// Timed training steps.
+struct StepBench<'a> {
+    spec: &'a rnafm_runtime::model_spec::ModelSpec,
+    args: &'a BenchArgs,
 }
 
-#[cfg(feature = "cuda")]
-fn run_on_device(
-    opts: &rnafm_trainer::train::TrainOptions,
-    device: DeviceArg,
-) -> Result<rnafm_trainer::train::MetricsReport> {
-    use burn::backend::{Autodiff, Cuda, Flex};
-    if device == DeviceArg::Cpu {
-        return Ok(rnafm_trainer::train::train::<Autodiff<Flex>>(
-            opts,
-            &Default::default(),
-        )?);
+impl BackendJob for StepBench<'_> {
+    type Output = rnafm_runtime::Result<BenchReport>;
+    fn run<B: TrainBackend>(self, device: &B::Device, backend: &'static str) -> Self::Output {
+        bench_steps::<B>(
+            self.spec,
+            self.args.batch,
+            self.args.warmup,
+            self.args.steps,
+            device,
+            backend,
+        )
     }
-    tracing::info!("training on CUDA device 0");
-    Ok(rnafm_trainer::train::train::<Autodiff<Cuda>>(
-        opts,
-        &Default::default(),
-    )?)
-}
-
-#[cfg(not(feature = "cuda"))]
-fn run_on_device(
-    opts: &rnafm_trainer::train::TrainOptions,
-    device: DeviceArg,
-) -> Result<rnafm_trainer::train::MetricsReport> {
-    use burn::backend::{Autodiff, Flex};
-    if device == DeviceArg::Cuda {
-        tracing::warn!("built without the cuda feature; training on the CPU");
-    } else if device == DeviceArg::Auto {
-        tracing::info!("training on the CPU (build with --features cuda for GPUs)");
-    }
-    Ok(rnafm_trainer::train::train::<Autodiff<Flex>>(
-        opts,
-        &Default::default(),
-    )?)
 }
 
 /// A share strictly between 0 and 1.

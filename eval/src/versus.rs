@@ -4,14 +4,14 @@
 //! models' top-k means can differ by a few hundredths by chance. Resampling the evaluated
 //! slides with replacement, both models on the same resample, and recomputing each one's mean
 //! r over its gene sets gives the spread of the difference. The gene sets stay fixed (each
-//! model's own ranking), as in the point estimate. Percentile intervals; a crate for this
-//! would still need our per-gene r and top-k definitions, which are the bulk of it.
+//! model's own ranking), as in the point estimate. Percentile intervals from
+//! [`bootstrap_rows`]; a crate for this would still need our per-gene r and top-k
+//! definitions, which are the bulk of it.
 
 use ndarray::{ArrayView2, Axis};
-use rand::{RngExt, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 
-use crate::evaluate::{per_gene, quantile_sorted, summarize};
+use crate::gene_scores::{per_gene, summarize};
+use crate::stats::{PercentileInterval, bootstrap_rows};
 
 /// Difference (first model − second) of mean r over one gene set.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -58,35 +58,34 @@ pub fn paired_bootstrap(
             .collect::<Vec<_>>()
     };
     let point = diff(a, b, truth);
-    let n = truth.nrows();
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut reps: Vec<Vec<f64>> = vec![Vec::with_capacity(replicates); point.len()];
-    for _ in 0..replicates {
-        let idx: Vec<usize> = (0..n).map(|_| rng.random_range(0..n)).collect();
-        let d = diff(
-            a.select(Axis(0), &idx).view(),
-            b.select(Axis(0), &idx).view(),
-            truth.select(Axis(0), &idx).view(),
-        );
-        for (slot, (_, v)) in reps.iter_mut().zip(d) {
-            // A resample can make a gene constant (r undefined); such replicates drop out.
-            if v.is_finite() {
-                slot.push(v);
-            }
-        }
-    }
+    let intervals = bootstrap_rows(truth.nrows(), replicates, seed, |idx| {
+        diff(
+            a.select(Axis(0), idx).view(),
+            b.select(Axis(0), idx).view(),
+            truth.select(Axis(0), idx).view(),
+        )
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect()
+    });
     point
         .into_iter()
-        .zip(reps)
-        .map(|((top_k, difference), mut r)| {
-            r.sort_by(f64::total_cmp);
-            PairedDifference {
-                top_k,
-                difference,
-                ci_low: quantile_sorted(&r, 0.025),
-                ci_high: quantile_sorted(&r, 0.975),
-                replicates: r.len(),
-            }
+        // (no replicates: no intervals, NaN bounds)
+        .zip(
+            intervals
+                .into_iter()
+                .chain(std::iter::repeat(PercentileInterval {
+                    low: f64::NAN,
+                    high: f64::NAN,
+                    replicates: 0,
+                })),
+        )
+        .map(|((top_k, difference), ci)| PairedDifference {
+            top_k,
+            difference,
+            ci_low: ci.low,
+            ci_high: ci.high,
+            replicates: ci.replicates,
         })
         .collect()
 }
@@ -95,6 +94,8 @@ pub fn paired_bootstrap(
 mod tests {
     use super::*;
     use ndarray::Array2;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
     use rand_distr::{Distribution, StandardNormal};
 
     fn scored(p: &Array2<f32>) -> Scored<'_> {

@@ -134,6 +134,31 @@ pub fn run_calibrate(args: &CalibrateArgs) -> Result<Calibration> {
     Ok(new)
 }
 
+/// The one line the command prints: the factor of each level and the coverage before it.
+pub fn describe(c: &Calibration, out: &std::path::Path) -> String {
+    let f: Vec<String> = c
+        .levels
+        .iter()
+        .map(|l| {
+            format!(
+                "{:.0}%: ×{:.3} (coverage before {:.1}%)",
+                l.level * 100.0,
+                l.factor,
+                l.coverage_before * 100.0
+            )
+        })
+        .collect();
+    format!(
+        "calibration for guidance {} ({} time points) from {} slides × {} values: {} → {}",
+        c.cfg,
+        c.steps,
+        c.slides,
+        c.values / c.slides.max(1),
+        f.join(", "),
+        out.display()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,7 @@
 //!   order; slides of one patient share `v` and the expression.
 //!
 //! The oracle draws `h`, `k` and `ε` many times given `v` and reports the per-gene mean and
-//! quantiles ([`ORACLE_LEVELS`]).
+//! quantiles ([`ORACLE_LEVELS`], written as `oracle.npz`, read by [`crate::oracle`]).
 
 use std::path::{Path, PathBuf};
 
@@ -29,13 +29,7 @@ use rnafm_runtime::{
     reference_csv,
 };
 
-/// Quantile levels stored in the oracle (they give the 50/80/90% central intervals).
-pub const ORACLE_LEVELS: [f64; 7] = [0.05, 0.10, 0.25, 0.5, 0.75, 0.90, 0.95];
-
-/// The npz key of an oracle quantile, e.g. `q05` for 0.05.
-pub fn quantile_key(level: f64) -> String {
-    format!("q{:02}", (level * 100.0).round() as u32)
-}
+use crate::oracle::{ORACLE_LEVELS, quantile_key};
 
 /// Options of the synthetic cohort generator.
 #[derive(Debug, Clone, clap::Args, serde::Serialize)]
@@ -139,6 +133,23 @@ pub struct SynthSummary {
     /// Slides whose subtype probability lies in [0.2, 0.8] (clearly bimodal mixtures).
     pub mixed_slides: usize,
     pub subtype_pathways: Vec<String>,
+}
+
+impl std::fmt::Display for SynthSummary {
+    /// The one line the command prints.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "synthetic cohort: {} slides of {} patients, {} genes, {} pathways ({} background genes), {} mixed-subtype slides → {}",
+            self.slides,
+            self.patients,
+            self.genes,
+            self.pathways,
+            self.background_genes,
+            self.mixed_slides,
+            self.out.display()
+        )
+    }
 }
 
 /// The fixed parameters of one synthetic world.
@@ -586,7 +597,7 @@ fn patient_oracle(
         col.sort_by(f64::total_cmp);
         *m = (col.iter().sum::<f64>() / draws as f64) as f32;
         for (qs, &level) in q.iter_mut().zip(&ORACLE_LEVELS) {
-            qs[gi] = crate::evaluate::quantile_sorted(&col, level) as f32;
+            qs[gi] = crate::stats::quantile_sorted(&col, level) as f32;
         }
     }
     (mean, q)
@@ -610,6 +621,8 @@ pub fn write_pathways_json(path: &Path, set: &PathwaySet) -> Result<()> {
 mod tests {
     use super::*;
     use crate::evaluate::{self, EvaluateArgs};
+    use crate::gene_scores::per_gene;
+    use crate::oracle::read_oracle;
     use rnafm_runtime::reference_csv::ReferenceCohort;
 
     fn small(out: &Path) -> SynthArgs {
@@ -647,7 +660,7 @@ mod tests {
                     .unwrap();
             assert_eq!(f.dim(), (4, 6));
         }
-        let o = evaluate::read_oracle(&dir.path().join(ORACLE_NPZ)).unwrap();
+        let o = read_oracle(&dir.path().join(ORACLE_NPZ)).unwrap();
         assert_eq!(o.mean.dim(), (80, 120));
         // quantiles are ordered
         for w in o.quantiles.windows(2) {
@@ -690,7 +703,7 @@ mod tests {
             "some slides should have bimodal conditionals"
         );
         let c = ReferenceCohort::read(&dir.path().join(REFERENCE_CSV)).unwrap();
-        let o = evaluate::read_oracle(&dir.path().join(ORACLE_NPZ)).unwrap();
+        let o = read_oracle(&dir.path().join(ORACLE_NPZ)).unwrap();
         // each truth is an independent draw from the distribution the oracle describes
         let (lo, hi) = (&o.quantiles[0].1, &o.quantiles[6].1);
         let inside = ndarray::Zip::from(lo)
@@ -703,7 +716,7 @@ mod tests {
             "90% oracle interval covers {cov}"
         );
         // the visible part explains a real share of the variance
-        let r = evaluate::per_gene(o.mean.view(), c.log2.view());
+        let r = per_gene(o.mean.view(), c.log2.view());
         let finite: Vec<f64> = r
             .pearson
             .iter()
@@ -726,7 +739,7 @@ mod tests {
         };
         run_synth(&a).unwrap();
         let c = ReferenceCohort::read(&dir.path().join(REFERENCE_CSV)).unwrap();
-        let o = evaluate::read_oracle(&dir.path().join(ORACLE_NPZ)).unwrap();
+        let o = read_oracle(&dir.path().join(ORACLE_NPZ)).unwrap();
         let pw = PathwaySet::read_json(&dir.path().join(PATHWAYS_JSON), 120).unwrap();
         for (qi, (_, q)) in o.quantiles.iter().enumerate() {
             for ((i, g), &v) in q.indexed_iter() {
@@ -746,7 +759,7 @@ mod tests {
     fn evaluating_the_oracle_reaches_the_ceiling() {
         let dir = tempfile::tempdir().unwrap();
         run_synth(&small(dir.path())).unwrap();
-        let o = evaluate::read_oracle(&dir.path().join(ORACLE_NPZ)).unwrap();
+        let o = read_oracle(&dir.path().join(ORACLE_NPZ)).unwrap();
         let pred = dir.path().join("pred.npy");
         features::write_features(&pred, &o.mean).unwrap();
         let report = evaluate::run_evaluate(&EvaluateArgs {

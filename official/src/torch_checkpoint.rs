@@ -8,9 +8,9 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use burn::tensor::DType;
 use burn_store::TensorSnapshot;
 use burn_store::pytorch::PytorchReader;
+use burn_tensor::DType;
 use rnafm_runtime::weights::{Tensor, WeightMap};
 use rnafm_runtime::{Error, Result};
 

@@ -11,8 +11,10 @@ use rnafm_runtime::reference_csv::ReferenceCohort;
 use rnafm_runtime::{Error, Result, genes::GeneList};
 use serde_json::Value;
 
-use crate::evaluate::{TOP_KS, quantile_sorted, read_predictions, read_rank_by};
+use crate::evaluate::{read_predictions, read_rank_by};
+use crate::gene_scores::{TOP_KS, per_gene};
 use crate::plots::{self, GenePanel, Series};
+use crate::stats::quantile_sorted;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReportArgs {
@@ -335,11 +337,11 @@ fn scatter_panels(args: &ReportArgs, pred: &Path) -> Result<(Vec<GenePanel>, usi
     let truth = truth.select(Axis(0), &rows);
     let key = match &args.rank_by {
         Some(p) => read_rank_by(p, names.len(), None)?,
-        None => crate::evaluate::per_gene(mean.view(), truth.view()).pearson,
+        None => per_gene(mean.view(), truth.view()).pearson,
     };
     let mut order: Vec<usize> = (0..names.len()).filter(|&g| key[g].is_finite()).collect();
     order.sort_by(|&a, &b| key[b].total_cmp(&key[a]));
-    let own = crate::evaluate::per_gene(mean.view(), truth.view());
+    let own = per_gene(mean.view(), truth.view());
     let panels = order
         .iter()
         .take(4)

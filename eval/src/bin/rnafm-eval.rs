@@ -1,0 +1,71 @@
+//! `rnafm-eval`: score, calibrate and report RNA-FM predictions without the trainer.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use rnafm_eval::{calibrate, evaluate, report, synth};
+
+#[derive(Parser)]
+#[command(
+    name = "rnafm-eval",
+    version,
+    about = "Score, calibrate and report RNA-FM predictions (no training framework needed)",
+    long_about = "Score, calibrate and report RNA-FM predictions. Reads what rnafm-run writes \
+                  (a folder of <slide>.samples.npy) or what rnafm-train writes \
+                  (oof_predictions.npy, metrics.json) and a reference CSV of measured \
+                  FPKM-UQ. Also writes known-truth synthetic cohorts for checking a \
+                  model against the best possible prediction (the oracle)."
+)]
+struct Cli {
+    /// More log output (-v info, -vv debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    cmd: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Score predictions against measured expression: per-gene r and RMSE (all genes and
+    /// top-k), interval coverage, Gaussian NLL, CRPS, Spearman(var, |error|), oracle.
+    Evaluate(evaluate::EvaluateArgs),
+    /// Fit interval calibration factors on rnafm-run draws of validation slides (not the
+    /// evaluation slides); rnafm-export stores them in the bundle.
+    Calibrate(calibrate::CalibrateArgs),
+    /// Put several evaluations (model, baseline, ablations) and the oracle in one table
+    /// with checks; writes summary.md and PNG plots.
+    Report(report::ReportArgs),
+    /// Write a known-truth synthetic cohort in the real formats (reference CSV, one
+    /// features .npy per slide, pathway JSON, gene list) plus its oracle.
+    Synth(synth::SynthArgs),
+}
+
+fn main() {
+    rnafm_runtime::sigpipe::default_on_broken_pipe();
+    let cli = Cli::parse();
+    rnafm_runtime::logging::init(cli.verbose);
+    if let Err(e) = run(cli.cmd) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cmd: Command) -> Result<()> {
+    match cmd {
+        Command::Evaluate(a) => {
+            let r = evaluate::run_evaluate(&a)?;
+            if a.out.is_some() {
+                print!("{}", evaluate::render_table(&r));
+            }
+        }
+        Command::Calibrate(a) => {
+            let c = calibrate::run_calibrate(&a)?;
+            println!("{}", calibrate::describe(&c, &a.out));
+        }
+        Command::Report(a) => {
+            print!("{}", report::run_report(&a)?);
+            println!("report: {}", a.out.join("summary.md").display());
+        }
+        Command::Synth(a) => println!("{}", synth::run_synth(&a)?),
+    }
+    Ok(())
+}

@@ -1,0 +1,24 @@
+//! rnafm evaluation: everything that scores, calibrates or reports, without burn. It reads
+//! what `rnafm-run` and `rnafm-train` write and the reference CSV; the trainer uses its
+//! per-gene scores for validation and out-of-fold metrics, so training and evaluation count
+//! r the same way.
+//!
+//! - [`stats`]: scalar statistics (Pearson, ranks, quantiles, CRPS, NLL, bootstrap).
+//! - [`gene_scores`]: per-gene r and RMSE over slides and their all/top-k summaries.
+//! - [`uncertainty`]: interval coverage, calibration curve, NLL, CRPS of sample ensembles.
+//! - [`oracle`]: a synthetic cohort's true conditional distribution and comparisons with it.
+//! - [`cv_metrics`]: `metrics.json` of a cross-validation (used by the trainer).
+//! - [`versus`]: paired bootstrap of one model's mean r against another's.
+//! - [`evaluate`], [`calibrate`], [`synth`], [`report`]: the `rnafm-eval` commands.
+
+pub mod calibrate;
+pub mod cv_metrics;
+pub mod evaluate;
+pub mod gene_scores;
+pub mod oracle;
+pub mod plots;
+pub mod report;
+pub mod stats;
+pub mod synth;
+pub mod uncertainty;
+pub mod versus;

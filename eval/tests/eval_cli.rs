@@ -1,0 +1,136 @@
+//! `rnafm-eval` as a user runs it: the commands are there with --help and --version, an
+//! evaluation from the command line scores what it should, the `rnafm-train` aliases print
+//! the same, and a bad input is one line naming the file.
+
+use std::path::Path;
+use std::process::Command;
+
+use rnafm_runtime::reference_csv::ReferenceCohort;
+
+fn eval_cmd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_rnafm-eval"))
+}
+
+fn synth(dir: &Path) {
+    let o = eval_cmd()
+        .args([
+            "synth",
+            "--patients",
+            "12",
+            "--genes",
+            "30",
+            "--pathways",
+            "3",
+        ])
+        .args([
+            "--clusters",
+            "4",
+            "--feat-dim",
+            "6",
+            "--oracle-draws",
+            "16",
+            "--seed",
+            "4",
+        ])
+        .arg("--out")
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let line = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        line.starts_with("synthetic cohort: 12 slides of 12 patients, 30 genes"),
+        "{line}"
+    );
+}
+
+#[test]
+fn help_lists_the_commands_and_version_prints() {
+    let o = eval_cmd().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&o.stdout);
+    for c in ["evaluate", "calibrate", "report", "synth"] {
+        assert!(help.contains(c), "{help}");
+    }
+    let v = eval_cmd().arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&v.stdout).starts_with("rnafm-eval "));
+}
+
+/// Perfect predictions score r = 1 over all genes, the oracle scores below that, and the
+/// table is printed; the JSON report is written.
+#[test]
+fn evaluate_scores_perfect_predictions_and_the_oracle() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = dir.path().join("cohort");
+    synth(&c);
+    let truth = ReferenceCohort::read(&c.join("reference.csv")).unwrap();
+    let pred = dir.path().join("perfect.npy");
+    rnafm_runtime::npy::write_npy(&pred, &truth.log2).unwrap();
+    let out = dir.path().join("eval.json");
+    let o = eval_cmd()
+        .arg("evaluate")
+        .arg("--pred")
+        .arg(&pred)
+        .arg("--truth")
+        .arg(c.join("reference.csv"))
+        .arg("--oracle")
+        .arg(c.join("oracle.npz"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(table.contains("12 slides × 30 genes"), "{table}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let r_all = report["accuracy"][0]["mean_pearson"].as_f64().unwrap();
+    assert!((r_all - 1.0).abs() < 1e-6, "{r_all}");
+    let ceiling = report["oracle"]["oracle_mean_pearson"].as_f64().unwrap();
+    assert!(ceiling < 1.0 && ceiling > 0.0, "{ceiling}");
+
+    // The same command through the rnafm-train alias prints the same.
+    // (`cargo test --workspace` builds it; a run of this crate alone may not have, but CI must.)
+    let train = Path::new(env!("CARGO_BIN_EXE_rnafm-eval")).with_file_name("rnafm-train");
+    assert!(
+        train.exists() || std::env::var_os("CI").is_none(),
+        "{} missing in CI",
+        train.display()
+    );
+    if train.exists() {
+        let a = Command::new(&train)
+            .arg("evaluate")
+            .arg("--pred")
+            .arg(&pred)
+            .arg("--truth")
+            .arg(c.join("reference.csv"))
+            .arg("--oracle")
+            .arg(c.join("oracle.npz"))
+            .arg("--out")
+            .arg(dir.path().join("eval2.json"))
+            .output()
+            .unwrap();
+        assert!(a.status.success());
+        assert_eq!(String::from_utf8_lossy(&a.stdout), table);
+    }
+}
+
+#[test]
+fn a_missing_prediction_file_is_one_line_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = dir.path().join("cohort");
+    synth(&c);
+    let o = eval_cmd()
+        .arg("evaluate")
+        .arg("--pred")
+        .arg(dir.path().join("nope.npy"))
+        .arg("--truth")
+        .arg(c.join("reference.csv"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("nope.npy") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+}

@@ -1,0 +1,30 @@
+//! The names of a model bundle's members: the one definition that the exporter writes and
+//! `rnafm-run` reads (a `.rnafm` zip, or the same files unpacked in a folder).
+
+/// The model's metadata (genes, pathways, normalisation, defaults, hashes of the others).
+pub const MANIFEST: &str = "manifest.json";
+/// The graphs of the runtime contract: the slide encoder + time embedding, every adaLN
+/// modulation per slide, and the per-step embedding, DiT backbone and per-pathway heads.
+pub const CONDITION: &str = "condition.onnx";
+pub const MODULATION: &str = "modulation.onnx";
+pub const EMBED: &str = "embed.onnx";
+pub const BACKBONE: &str = "backbone.onnx";
+pub const HEADS: &str = "heads.onnx";
+/// The null condition's slide embedding [1, H] (unconditional branch of guidance).
+pub const NULL_SLIDE_EMB: &str = "null_slide_emb.npy";
+/// What a model folder holds besides its manifest, in the order read and hashed.
+pub const FOLDER_MEMBERS: [&str; 6] = [
+    CONDITION,
+    MODULATION,
+    EMBED,
+    BACKBONE,
+    HEADS,
+    NULL_SLIDE_EMB,
+];
+/// Optional int8 variants of the per-step graphs (`rnafm-export --int8`).
+pub const EMBED_INT8: &str = "embed.int8.onnx";
+pub const BACKBONE_INT8: &str = "backbone.int8.onnx";
+/// Optional files of an unpacked model folder: training-feature statistics [2, D] (mean row,
+/// sd row) and per-gene cross-validated r [G] (or [1, G]).
+pub const FEATURE_STATS: &str = "feature_stats.npy";
+pub const CV_R: &str = "cv_r.npy";

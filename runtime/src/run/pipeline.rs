@@ -1,0 +1,456 @@
+//! The per-slide work of `rnafm-run`: which inputs make up a run (folders expanded, the
+//! shard's part kept), each slide's K×D cluster features (as given, k-means of N×D tiles, or
+//! tiled and encoded from a whole-slide image), the input-shift check, guided sampling,
+//! interval calibration, the reported unit and the output files. The binary keeps the flags,
+//! the progress bar, `run.json` and the exit code.
+
+use std::cell::Cell;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use ndarray::{Array2, ArrayView2};
+
+use crate::calibration::CalibrationUse;
+use crate::error::{Error, Result};
+use crate::features::read_features;
+use crate::kmeans::{KMeansOptions, kmeans};
+use crate::run::model::RunModel;
+use crate::run::outputs::{
+    SlideOutputs, SlideRecord, to_fpkm, write_genes_tsv, write_pathways_tsv,
+};
+use crate::run::shift::{SHIFT_WARN_MEAN_ABS_Z, mean_abs_z};
+use crate::sampler::SampleParams;
+use crate::slide::encoder::TileEncoder;
+use crate::slide::extract::ExtractOptions;
+use crate::slide::options::{TileArgs, is_slide_image, slide_features};
+
+/// How the run reports its work as it goes (a progress bar in the CLI).
+pub trait Progress {
+    /// `n` integration steps done (a slide costs [`SlidePipeline::steps_per_slide`]).
+    fn advance(&self, n: u64);
+    /// What is being done now (the slide's name, tiles encoded so far).
+    fn message(&self, text: &str);
+    /// A warning about the current slide, shown without breaking the progress display.
+    fn warn(&self, text: &str);
+    /// A slide is finished (ok, skipped or failed).
+    fn slide_done(&self, record: &SlideRecord);
+}
+
+/// No progress display (tests, library callers).
+pub struct Silent;
+
+impl Progress for Silent {
+    fn advance(&self, _: u64) {}
+    fn message(&self, _: &str) {}
+    fn warn(&self, _: &str) {}
+    fn slide_done(&self, _: &SlideRecord) {}
+}
+
+/// What the run does besides sampling.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    /// Report FPKM-UQ instead of log2(FPKM-UQ+1).
+    pub fpkm: bool,
+    /// Also write every sample as `<slide>.samples.npy`.
+    pub save_samples: bool,
+    /// Redo slides whose outputs exist (else they are skipped).
+    pub overwrite: bool,
+    /// Do not apply the model's interval calibration.
+    pub no_calibration: bool,
+    /// Tiling of whole-slide images; what it leaves open comes from the model's manifest.
+    pub tiles: TileArgs,
+    /// Tiles per encoder call.
+    pub tile_batch: usize,
+    /// The tile encoder's file, for messages.
+    pub encoder_path: Option<PathBuf>,
+}
+
+/// A loaded model (and tile encoder) with the run's settings, ready for slides.
+pub struct SlidePipeline {
+    pub model: RunModel,
+    encoder: Option<TileEncoder>,
+    pub params: SampleParams,
+    /// What the run does about interval calibration (`run.json`).
+    pub calibration: CalibrationUse,
+    settings: RunSettings,
+}
+
+impl SlidePipeline {
+    /// `params` with the model's defaults already filled in; the calibration fitted at its
+    /// guidance scale and step count is chosen here (a warning says why there is none).
+    pub fn new(
+        mut model: RunModel,
+        encoder: Option<TileEncoder>,
+        params: SampleParams,
+        settings: RunSettings,
+    ) -> Self {
+        if model.normalization.is_none() {
+            tracing::warn!("the model has no normalisation statistics; outputs are z-scores");
+        }
+        let calibration = CalibrationUse::choose(
+            &model.calibration,
+            params.cfg,
+            params.steps,
+            settings.no_calibration,
+        );
+        if let (Some(reason), false) = (&calibration.reason, settings.no_calibration) {
+            tracing::warn!("intervals are not calibrated: {reason}");
+        }
+        // Only the chosen calibration is applied to the draws.
+        model.calibration = calibration.calibration.iter().cloned().collect();
+        SlidePipeline {
+            model,
+            encoder,
+            params,
+            calibration,
+            settings,
+        }
+    }
+
+    /// The unit of the written values.
+    pub fn unit(&self) -> &'static str {
+        if self.model.normalization.is_none() {
+            "z"
+        } else if self.settings.fpkm {
+            "FPKM-UQ"
+        } else {
+            "log2(FPKM-UQ+1)"
+        }
+    }
+
+    /// Integration steps (batches × Euler steps) one slide costs.
+    pub fn steps_per_slide(&self) -> usize {
+        self.params.samples.div_ceil(self.params.batch.max(1)) * (self.params.steps.max(1) - 1)
+    }
+
+    /// Runs every slide into `out`; a slide that fails is recorded (with its one-line error)
+    /// and the others go on.
+    pub fn run_all(
+        &mut self,
+        slides: &[PathBuf],
+        out: &Path,
+        progress: &dyn Progress,
+    ) -> Vec<SlideRecord> {
+        let per_slide = self.steps_per_slide() as u64;
+        let mut records = Vec::with_capacity(slides.len());
+        let mut seen = HashSet::new();
+        for path in slides {
+            let name = slide_name(path);
+            progress.message(&name);
+            let outs = SlideOutputs::new(out, &name);
+            let mut rec = SlideRecord {
+                input: path.clone(),
+                slide: name.clone(),
+                status: "ok".into(),
+                error: None,
+                tiles: None,
+                input_shift_mean_abs_z: None,
+                seconds: None,
+            };
+            if !seen.insert(name.clone()) {
+                rec.status = "failed".into();
+                rec.error = Some(format!(
+                    "{}: another input already writes outputs named {name}",
+                    path.display()
+                ));
+            } else if !self.settings.overwrite && outs.complete(self.settings.save_samples) {
+                rec.status = "skipped".into();
+                progress.advance(per_slide);
+            } else {
+                let started = Instant::now();
+                let done = Cell::new(0u64);
+                let counted = Counted {
+                    inner: progress,
+                    done: &done,
+                };
+                match self.run_slide(path, &outs, &mut rec, &counted) {
+                    Ok(()) => rec.seconds = Some(started.elapsed().as_secs_f64()),
+                    Err(e) => {
+                        rec.status = "failed".into();
+                        rec.error = Some(e.to_string().replace('\n', " "));
+                        progress.advance(per_slide.saturating_sub(done.get()));
+                    }
+                }
+            }
+            progress.slide_done(&rec);
+            records.push(rec);
+        }
+        records
+    }
+
+    /// One slide: features → clusters → draws → calibrated, in the unit → files.
+    fn run_slide(
+        &mut self,
+        path: &Path,
+        outs: &SlideOutputs,
+        rec: &mut SlideRecord,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        let clusters = if is_slide_image(path) {
+            self.image_clusters(path, rec, progress)?
+        } else {
+            slide_clusters(&self.model, path, self.params.seed, rec)?
+        };
+        let model = &mut self.model;
+        if let Some((mean, sd)) = &model.feature_stats
+            && let Some(z) = mean_abs_z(clusters.view(), mean, sd)
+        {
+            rec.input_shift_mean_abs_z = Some(z);
+            if z > SHIFT_WARN_MEAN_ABS_Z {
+                progress.warn(&format!(
+                    "{}: features lie far from the training slides (mean |z| {z:.1} > {SHIFT_WARN_MEAN_ABS_Z}); check the encoder and preprocessing, predictions are extrapolations",
+                    path.display()
+                ));
+            }
+        }
+        let genes = model.genes.len();
+        let mut tick = || progress.advance(1);
+        let mut z = model
+            .graphs
+            .sample(clusters.view(), genes, &self.params, &mut tick)
+            .map_err(|e| Error::invalid(path, e.to_string()))?;
+        if let Some(c) = model.calibration.first() {
+            c.apply(z.view_mut());
+        }
+        let values = to_unit(z.view(), model, self.settings.fpkm);
+        write_genes_tsv(
+            &outs.genes,
+            &model.genes,
+            values.view(),
+            model.cv_r.as_deref(),
+        )?;
+        write_pathways_tsv(&outs.pathways, z.view(), &model.pathways)?;
+        if self.settings.save_samples {
+            crate::npy::write_npy(&outs.samples, &values)?;
+        }
+        Ok(())
+    }
+
+    /// How a whole-slide image is tiled for the model: the flags, else the model's manifest,
+    /// else rnafm-features' defaults (a model folder has no manifest).
+    fn extract_options(&self) -> ExtractOptions {
+        let d = ExtractOptions::default();
+        let (mpp, tile) = self.model.slide.as_ref().map_or((d.tile_mpp, d.tile), |s| {
+            (f64::from(s.microns_per_pixel), s.tile_size as u32)
+        });
+        self.settings.tiles.extract_options(
+            mpp,
+            tile,
+            self.model.clusters,
+            self.params.seed,
+            self.settings.tile_batch,
+        )
+    }
+
+    /// K×D cluster features of a whole-slide image, from the tile encoder.
+    fn image_clusters(
+        &mut self,
+        path: &Path,
+        rec: &mut SlideRecord,
+        progress: &dyn Progress,
+    ) -> Result<Array2<f32>> {
+        let opts = self.extract_options();
+        let Some(encoder) = self.encoder.as_mut() else {
+            return Err(Error::invalid(
+                path,
+                "a whole-slide image needs --encoder ENCODER.onnx",
+            ));
+        };
+        let name = slide_name(path);
+        let ex = slide_features(path, encoder, &opts, &|done, total| {
+            progress.message(&format!("{name} tiles {done}/{total}"))
+        })?;
+        progress.message(&name);
+        let d = ex.kmeans.centers.ncols();
+        if d != self.model.feat_dim {
+            return Err(Error::invalid(
+                path,
+                format!(
+                    "the encoder {} gives {d}-dimensional features but the model expects {} (is it the encoder the model was trained with?)",
+                    self.settings
+                        .encoder_path
+                        .as_deref()
+                        .unwrap_or(Path::new("?"))
+                        .display(),
+                    self.model.feat_dim
+                ),
+            ));
+        }
+        rec.tiles = Some(ex.tiles.len());
+        Ok(ex.kmeans.centers)
+    }
+}
+
+/// Counts the steps a slide has reported, so a failed slide can complete its share.
+struct Counted<'a> {
+    inner: &'a dyn Progress,
+    done: &'a Cell<u64>,
+}
+
+impl Progress for Counted<'_> {
+    fn advance(&self, n: u64) {
+        self.done.set(self.done.get() + n);
+        self.inner.advance(n);
+    }
+    fn message(&self, text: &str) {
+        self.inner.message(text);
+    }
+    fn warn(&self, text: &str) {
+        self.inner.warn(text);
+    }
+    fn slide_done(&self, record: &SlideRecord) {
+        self.inner.slide_done(record);
+    }
+}
+
+/// K×D cluster features of a slide: as given, or k-means of N×D tiles.
+fn slide_clusters(
+    model: &RunModel,
+    path: &Path,
+    seed: u64,
+    rec: &mut SlideRecord,
+) -> Result<Array2<f32>> {
+    let f = read_features(path)?;
+    if f.ncols() != model.feat_dim {
+        return Err(Error::invalid(
+            path,
+            format!(
+                "features are {}-dimensional but the model expects {} (is it the right encoder?)",
+                f.ncols(),
+                model.feat_dim
+            ),
+        ));
+    }
+    if f.nrows() == model.clusters {
+        return Ok(f);
+    }
+    if f.nrows() < model.clusters {
+        return Err(Error::invalid(
+            path,
+            format!(
+                "{} tiles, fewer than the model's {} clusters",
+                f.nrows(),
+                model.clusters
+            ),
+        ));
+    }
+    rec.tiles = Some(f.nrows());
+    let km = kmeans(f.view(), KMeansOptions::new(model.clusters, seed), path)?;
+    Ok(km.centers)
+}
+
+/// z samples → the reported unit.
+fn to_unit(z: ArrayView2<'_, f32>, model: &RunModel, fpkm: bool) -> Array2<f32> {
+    let Some(norm) = &model.normalization else {
+        return z.to_owned();
+    };
+    let mut out = z.to_owned();
+    for mut row in out.rows_mut() {
+        for (g, v) in row.iter_mut().enumerate() {
+            let l = norm.from_z(g, *v);
+            *v = if fpkm { to_fpkm(l) } else { l };
+        }
+    }
+    out
+}
+
+/// The output name of a slide: its file name without the extension.
+pub fn slide_name(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "slide".into())
+}
+
+/// The run's slides: folders expanded into their .npy/.npz files (sorted), then the part
+/// `shard` = (i, n) keeps (every n-th from i). Whole-slide images need an encoder
+/// (`images_allowed`). Mistakes in what was asked for are [`Error::Usage`].
+pub fn collect_slides(
+    inputs: &[PathBuf],
+    images_allowed: bool,
+    shard: Option<(usize, usize)>,
+) -> Result<Vec<PathBuf>> {
+    if inputs.is_empty() {
+        return Err(Error::Usage(
+            "no slide features given (see rnafm-run --help)".into(),
+        ));
+    }
+    let mut all = Vec::new();
+    for p in inputs {
+        if p.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(|e| Error::io(p, e))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| {
+                    f.is_file()
+                        && matches!(f.extension().and_then(|x| x.to_str()), Some("npy" | "npz"))
+                })
+                .collect();
+            found.sort();
+            if found.is_empty() {
+                return Err(Error::Usage(format!(
+                    "{}: folder holds no .npy/.npz files",
+                    p.display()
+                )));
+            }
+            all.extend(found);
+        } else {
+            all.push(p.clone());
+        }
+    }
+    if !images_allowed && let Some(p) = all.iter().find(|p| is_slide_image(p)) {
+        return Err(Error::Usage(format!(
+            "{}: a whole-slide image needs --encoder ENCODER.onnx (the tile encoder the model was trained with), or run rnafm-features first",
+            p.display()
+        )));
+    }
+    Ok(match shard {
+        Some((i, n)) => all
+            .into_iter()
+            .enumerate()
+            .filter(|(k, _)| k % n.max(1) == i)
+            .map(|(_, p)| p)
+            .collect(),
+        None => all,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folders_expand_sorted_and_shards_partition_them() {
+        let dir = tempfile::tempdir().unwrap();
+        for n in ["b.npy", "a.npz", "c.npy", "notes.txt"] {
+            std::fs::write(dir.path().join(n), b"x").unwrap();
+        }
+        let all = collect_slides(&[dir.path().to_path_buf()], false, None).unwrap();
+        let names: Vec<String> = all.iter().map(|p| slide_name(p)).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        let s0 = collect_slides(&[dir.path().to_path_buf()], false, Some((0, 2))).unwrap();
+        let s1 = collect_slides(&[dir.path().to_path_buf()], false, Some((1, 2))).unwrap();
+        assert_eq!((s0.len(), s1.len()), (2, 1));
+        assert!(s0.iter().all(|p| !s1.contains(p)));
+    }
+
+    #[test]
+    fn usage_mistakes_are_usage_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            collect_slides(&[], false, None),
+            Err(Error::Usage(_))
+        ));
+        assert!(matches!(
+            collect_slides(&[dir.path().to_path_buf()], false, None),
+            Err(Error::Usage(_))
+        ));
+        let svs = dir.path().join("x.svs");
+        let e = collect_slides(std::slice::from_ref(&svs), false, None).unwrap_err();
+        assert!(
+            matches!(&e, Error::Usage(m) if m.contains("--encoder")),
+            "{e}"
+        );
+        assert_eq!(collect_slides(&[svs], true, None).unwrap().len(), 1);
+    }
+}
