@@ -13,36 +13,29 @@ use rnafm_runtime::{Error, Result, genes::GeneList};
 
 use crate::evaluate::read_predictions;
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct CalibrateArgs {
+#[derive(Debug, Clone)]
+pub struct CalibrateOptions {
     /// rnafm-run output folder with `<slide>.samples.npy` draws (--save-samples,
     /// --no-calibration) and its run.json.
-    #[arg(long)]
     pub pred: PathBuf,
     /// Reference CSV with the measured values of those slides.
-    #[arg(long)]
     pub truth: PathBuf,
     /// Gene list in the draws' column order (default: the CSV's gene columns).
-    #[arg(long)]
     pub genes: Option<PathBuf>,
     /// Fit on these slides only (one name a line, e.g. fold_0/validation.txt); default:
     /// every CSV slide with draws in --pred.
-    #[arg(long, value_name = "LIST")]
     pub slides: Option<PathBuf>,
     /// Calibration file to write (e.g. <run>/fold_0/calibration.json). Entries of an
     /// existing file for other guidance scales or step counts are kept.
-    #[arg(short, long)]
     pub out: PathBuf,
     /// Central interval levels to fit, comma-separated.
-    #[arg(long, value_delimiter = ',', default_values_t = calibration::DEFAULT_LEVELS)]
     pub levels: Vec<f64>,
     /// What the slides are, recorded with the factors.
-    #[arg(long, default_value = "validation patients")]
     pub fitted_on: String,
 }
 
 /// Sampling setting of the draws from the run's run.json: (cfg, steps).
-fn run_setting(args: &CalibrateArgs) -> Result<(f32, usize)> {
+fn run_setting(args: &CalibrateOptions) -> Result<(f32, usize)> {
     let path = args.pred.join("run.json");
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
     let v: serde_json::Value =
@@ -71,7 +64,7 @@ fn run_setting(args: &CalibrateArgs) -> Result<(f32, usize)> {
 }
 
 /// Fits and writes the calibration; returns the new entry.
-pub fn run_calibrate(args: &CalibrateArgs) -> Result<Calibration> {
+pub fn run_calibrate(args: &CalibrateOptions) -> Result<Calibration> {
     let (cfg, steps) = run_setting(args)?;
     let cohort = ReferenceCohort::read(&args.truth)?;
     let (truth, n_genes) = match &args.genes {
@@ -209,7 +202,7 @@ mod tests {
         let mut other = calibration_entry(3.0);
         other.levels[0].factor = 7.0;
         calibration::write_file(&out, &[other]).unwrap();
-        let args = CalibrateArgs {
+        let args = CalibrateOptions {
             pred: pred.clone(),
             truth: d.join("ref.csv"),
             genes: None,

@@ -14,54 +14,42 @@ use crate::uncertainty::{UncertaintyScores, uncertainty};
 use crate::versus::{PairedDifference, Scored, paired_bootstrap};
 
 /// Arguments of `evaluate`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct EvaluateArgs {
+#[derive(Debug, Clone)]
+pub struct EvaluateOptions {
     /// Predictions in log2(FPKM-UQ+1): a folder of `<slide>.samples.npy` [n, genes] (as
     /// `rnafm-run` writes), or one `.npy` of means [slides, genes] or samples
     /// [n, slides, genes] in the reference CSV's row order.
-    #[arg(long)]
     pub pred: PathBuf,
     /// Reference CSV with the measured FPKM-UQ values.
-    #[arg(long)]
     pub truth: PathBuf,
     /// Gene list in the predictions' column order (default: the CSV's gene columns).
-    #[arg(long)]
     pub genes: Option<PathBuf>,
     /// Per-gene cross-validated r to rank the top-k sets by: a `.npy` (one value per gene)
     /// or rnafm-train's metrics.json (its pooled out-of-fold r).
-    #[arg(long)]
     pub rank_by: Option<PathBuf>,
     /// With a --rank-by metrics.json: rank by the r of the other folds' out-of-fold
     /// predictions instead of the pooled r, for evaluating fold K's held-out slides. The
     /// pooled r includes the evaluated slides, which makes top-k means optimistic, most of
     /// all for a deterministic model whose evaluated predictions are the ranked ones.
-    #[arg(long, requires = "rank_by")]
     pub rank_excluding_fold: Option<usize>,
     /// Oracle of a synthetic cohort (`oracle.npz`).
-    #[arg(long)]
     pub oracle: Option<PathBuf>,
     /// Where to write the JSON report (printed to stdout when absent).
-    #[arg(long)]
     pub out: Option<PathBuf>,
     /// With a --pred folder: score only the CSV's slides that have a samples file there
     /// (e.g. the held-out fold of a cross-validation), instead of requiring all.
-    #[arg(long)]
     pub present_only: bool,
     /// Score only these slides (one name a line, e.g. a fold's heldout.txt); a `.npy` of
     /// every CSV row is then cut to them.
-    #[arg(long, value_name = "LIST")]
     pub slides: Option<PathBuf>,
     /// Another model's predictions on the same slides (e.g. the regression baseline's
     /// oof_predictions.npy): adds the difference in mean r (this model − that one) with a
     /// 95% paired bootstrap interval over slides, per gene set.
-    #[arg(long, value_name = "PRED")]
     pub versus: Option<PathBuf>,
     /// Ranking of the --versus model's top-k genes (as --rank-by; --rank-excluding-fold
     /// applies to it too).
-    #[arg(long, requires = "versus")]
     pub versus_rank_by: Option<PathBuf>,
     /// Bootstrap replicates for --versus.
-    #[arg(long, default_value_t = 1000)]
     pub replicates: usize,
 }
 
@@ -88,7 +76,7 @@ pub struct Versus {
 }
 
 /// Runs the evaluation described by `args` and writes/prints the report.
-pub fn run_evaluate(args: &EvaluateArgs) -> Result<EvalReport> {
+pub fn run_evaluate(args: &EvaluateOptions) -> Result<EvalReport> {
     let cohort = ReferenceCohort::read(&args.truth)?;
     let (truth, n_genes) = match &args.genes {
         Some(p) => {
@@ -190,7 +178,7 @@ pub fn run_evaluate(args: &EvaluateArgs) -> Result<EvalReport> {
 
 /// Rows of the reference CSV to score: those of `--slides`, else those with a samples
 /// file (`--present-only`), else all.
-fn evaluated_rows(args: &EvaluateArgs, slides: &[String]) -> Result<Vec<usize>> {
+fn evaluated_rows(args: &EvaluateOptions, slides: &[String]) -> Result<Vec<usize>> {
     let rows: Vec<usize> = if let Some(list) = &args.slides {
         let text = std::fs::read_to_string(list).map_err(|e| Error::io(list, e))?;
         let mut rows = Vec::new();
@@ -412,7 +400,7 @@ mod tests {
         let s2 = array![[9.0f32, 9.0], [10.0, 10.0], [11.0, 11.0]];
         rnafm_runtime::npy::write_npy(&pred.join("s1.samples.npy"), &s1).unwrap();
         rnafm_runtime::npy::write_npy(&pred.join("s2.samples.npy"), &s2).unwrap();
-        let args = EvaluateArgs {
+        let args = EvaluateOptions {
             pred: pred.clone(),
             truth: csv,
             genes: None,
@@ -443,7 +431,7 @@ mod tests {
         let e = run_evaluate(&args).unwrap_err().to_string();
         assert!(e.contains("s2.samples.npy"), "{e}");
         // unless only the slides with predictions are asked for
-        let only = run_evaluate(&EvaluateArgs {
+        let only = run_evaluate(&EvaluateOptions {
             present_only: true,
             ..args.clone()
         })
@@ -474,7 +462,7 @@ mod tests {
         metrics_file(vec![0.1, 0.9], vec![])
             .write(&metrics)
             .unwrap();
-        let args = EvaluateArgs {
+        let args = EvaluateOptions {
             pred,
             truth: csv,
             genes: None,
@@ -496,7 +484,7 @@ mod tests {
         assert_eq!(r.accuracy[0].mean_pearson, 0.0);
         assert!(r.versus.is_none());
         // Against itself: a difference of exactly 0 in every replicate.
-        let me = EvaluateArgs {
+        let me = EvaluateOptions {
             versus: Some(args.pred.clone()),
             replicates: 50,
             ..args.clone()
@@ -553,7 +541,7 @@ mod tests {
         std::fs::write(&csv, "wsi_file_name,patient_id,rna_A\ns1,p1,1\n").unwrap();
         let pred = dir.path().join("p.npy");
         rnafm_runtime::npy::write_npy(&pred, &Array2::<f32>::zeros((3, 1))).unwrap();
-        let e = run_evaluate(&EvaluateArgs {
+        let e = run_evaluate(&EvaluateOptions {
             pred,
             truth: csv,
             genes: None,

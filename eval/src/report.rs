@@ -16,39 +16,30 @@ use crate::gene_scores::{TOP_KS, per_gene};
 use crate::plots::{self, GenePanel, Series};
 use crate::stats::quantile_sorted;
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct ReportArgs {
+#[derive(Debug, Clone)]
+pub struct ReportOptions {
     /// A table row: LABEL=EVALUATION.json (from `rnafm-train evaluate --out`; split at the
     /// last `=`), in table
     /// order. The first is the model the checks are about; the oracle row comes from the
     /// first evaluation that has one.
-    #[arg(long = "entry", value_name = "LABEL=JSON", required = true)]
     pub entries: Vec<String>,
     /// Label of the regression baseline among the entries (default: the first label
     /// containing "baseline").
-    #[arg(long)]
     pub baseline: Option<String>,
     /// The model's rnafm-run output folder (with --save-samples) for the plot of predicted
     /// against true values; needs --truth.
-    #[arg(long, requires = "truth")]
     pub scatter: Option<PathBuf>,
     /// Reference CSV (truth) for --scatter.
-    #[arg(long)]
     pub truth: Option<PathBuf>,
     /// Gene list of the predictions (default: the CSV's gene columns).
-    #[arg(long)]
     pub genes: Option<PathBuf>,
     /// Slides of --scatter to plot (one a line; default: all with draws there).
-    #[arg(long)]
     pub slides: Option<PathBuf>,
     /// Ranking that picks the top genes of the scatter plot (metrics.json or .npy).
-    #[arg(long)]
     pub rank_by: Option<PathBuf>,
     /// A line describing the run, written under the title of summary.md.
-    #[arg(long)]
     pub title: Option<String>,
     /// Output folder: summary.md and the PNG plots.
-    #[arg(short, long, default_value = "report")]
     pub out: PathBuf,
 }
 
@@ -302,7 +293,7 @@ fn plot_atomic(path: &Path, draw: impl FnOnce(&Path) -> Result<()>) -> Result<()
 
 /// Panels for the top genes (by `rank_by`, else by the samples' own r): per slide the
 /// truth, the mean of the draws and their 5–95% interval.
-fn scatter_panels(args: &ReportArgs, pred: &Path) -> Result<(Vec<GenePanel>, usize)> {
+fn scatter_panels(args: &ReportOptions, pred: &Path) -> Result<(Vec<GenePanel>, usize)> {
     let truth_path = args
         .truth
         .as_ref()
@@ -372,7 +363,7 @@ fn scatter_panels(args: &ReportArgs, pred: &Path) -> Result<(Vec<GenePanel>, usi
 }
 
 /// Writes summary.md and the plots; returns the table and the checks as text.
-pub fn run_report(args: &ReportArgs) -> Result<String> {
+pub fn run_report(args: &ReportOptions) -> Result<String> {
     let mut rows = Vec::new();
     let mut oracle = None;
     for e in &args.entries {

@@ -32,65 +32,47 @@ use rnafm_runtime::{
 use crate::oracle::{ORACLE_LEVELS, quantile_key};
 
 /// Options of the synthetic cohort generator.
-#[derive(Debug, Clone, clap::Args, serde::Serialize)]
-pub struct SynthArgs {
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SynthOptions {
     /// Output folder (created; existing files of the same names are replaced).
-    #[arg(long)]
     pub out: PathBuf,
-    #[arg(long, default_value_t = 64)]
     pub patients: usize,
-    #[arg(long, default_value_t = 1)]
     pub slides_per_patient: usize,
     /// Number of synthetic genes (ignored with --reference-dir).
-    #[arg(long, default_value_t = 400)]
     pub genes: usize,
     /// Number of synthetic pathways (ignored with --reference-dir).
-    #[arg(long, default_value_t = 16)]
     pub pathways: usize,
-    #[arg(long, default_value_t = 8)]
     pub clusters: usize,
-    #[arg(long, default_value_t = 32)]
     pub feat_dim: usize,
-    #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Dimensions of the latent state visible in morphology.
-    #[arg(long, default_value_t = 6)]
     pub visible_dims: usize,
     /// Dimensions of the hidden latent state.
-    #[arg(long, default_value_t = 4)]
     pub hidden_dims: usize,
     /// Mean share of a programme's variance that is visible (0…1).
-    #[arg(long, default_value_t = 0.6)]
     pub visibility: f64,
     /// Fraction of pathways whose programme depends on the hidden subtype.
-    #[arg(long, default_value_t = 0.3)]
     pub subtype_fraction: f64,
     /// Share of an affected programme's variance due to the subtype (0…1).
-    #[arg(long, default_value_t = 0.6)]
     pub subtype_strength: f64,
     /// Share of a gene's variance that is gene-level noise (0…1).
-    #[arg(long, default_value_t = 0.2)]
     pub gene_noise: f64,
     /// SD of the noise added to cluster features.
-    #[arg(long, default_value_t = 0.1)]
     pub feature_noise: f64,
     /// Draws of the hidden part per patient for the oracle.
-    #[arg(long, default_value_t = 256)]
     pub oracle_draws: usize,
     /// Use the real genes, GO-MF pathways and gene statistics of a folder laid out as the
     /// release's reference-cohorts data (gene_list.csv, all_gene_indices_molecular_function.json,
     /// <COHORT>_rna_data_{mean,std}.npy).
-    #[arg(long)]
     pub reference_dir: Option<PathBuf>,
     /// Cohort whose gene statistics are used with --reference-dir.
-    #[arg(long, default_value = "LUAD")]
     pub cohort: String,
 }
 
-impl SynthArgs {
-    /// Defaults for `out`, as clap would give them (for tests and library callers).
+impl SynthOptions {
+    /// The defaults for `out` (the flags of `rnafm-eval synth` show and use them).
     pub fn new(out: impl Into<PathBuf>) -> Self {
-        SynthArgs {
+        SynthOptions {
             out: out.into(),
             patients: 64,
             slides_per_patient: 1,
@@ -183,7 +165,7 @@ fn arg_err(flag: &str, msg: &str) -> Error {
     Error::invalid(Path::new(flag), msg)
 }
 
-fn check_args(a: &SynthArgs) -> Result<()> {
+fn check_args(a: &SynthOptions) -> Result<()> {
     let unit = |flag: &str, v: f64| {
         if (0.0..=1.0).contains(&v) {
             Ok(())
@@ -225,7 +207,7 @@ fn check_args(a: &SynthArgs) -> Result<()> {
 
 /// Genes, pathways and per-gene statistics: synthetic, or real from `reference_dir`.
 fn gene_universe(
-    a: &SynthArgs,
+    a: &SynthOptions,
     rng: &mut ChaCha8Rng,
 ) -> Result<(GeneList, PathwaySet, Vec<f64>, Vec<f64>)> {
     if let Some(dir) = &a.reference_dir {
@@ -288,7 +270,7 @@ fn unit_row(rng: &mut ChaCha8Rng, n: usize) -> Vec<f64> {
     v.into_iter().map(|x| x / norm).collect()
 }
 
-fn build_world(a: &SynthArgs, rng: &mut ChaCha8Rng) -> Result<World> {
+fn build_world(a: &SynthOptions, rng: &mut ChaCha8Rng) -> Result<World> {
     let (genes, pathways, mean, sd) = gene_universe(a, rng)?;
     let (p, lv, lh) = (pathways.len(), a.visible_dims, a.hidden_dims);
     let spread = 0.3f64.min(a.visibility).min(1.0 - a.visibility);
@@ -425,7 +407,7 @@ impl World {
 }
 
 /// Generates a cohort into `args.out`.
-pub fn run_synth(args: &SynthArgs) -> Result<SynthSummary> {
+pub fn run_synth(args: &SynthOptions) -> Result<SynthSummary> {
     check_args(args)?;
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
     let world = build_world(args, &mut rng)?;
@@ -620,13 +602,13 @@ pub fn write_pathways_json(path: &Path, set: &PathwaySet) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evaluate::{self, EvaluateArgs};
+    use crate::evaluate::{self, EvaluateOptions};
     use crate::gene_scores::per_gene;
     use crate::oracle::read_oracle;
     use rnafm_runtime::reference_csv::ReferenceCohort;
 
-    fn small(out: &Path) -> SynthArgs {
-        SynthArgs {
+    fn small(out: &Path) -> SynthOptions {
+        SynthOptions {
             patients: 40,
             slides_per_patient: 2,
             genes: 120,
@@ -635,7 +617,7 @@ mod tests {
             feat_dim: 6,
             seed: 3,
             oracle_draws: 200,
-            ..SynthArgs::new(out)
+            ..SynthOptions::new(out)
         }
     }
 
@@ -677,7 +659,7 @@ mod tests {
         );
         run_synth(&small(d1.path())).unwrap();
         run_synth(&small(d2.path())).unwrap();
-        run_synth(&SynthArgs {
+        run_synth(&SynthOptions {
             seed: 4,
             ..small(d3.path())
         })
@@ -692,7 +674,7 @@ mod tests {
     #[test]
     fn oracle_is_calibrated_and_informative() {
         let dir = tempfile::tempdir().unwrap();
-        let a = SynthArgs {
+        let a = SynthOptions {
             slides_per_patient: 1,
             patients: 120,
             ..small(dir.path())
@@ -730,7 +712,7 @@ mod tests {
     #[test]
     fn nothing_hidden_means_the_oracle_is_the_truth() {
         let dir = tempfile::tempdir().unwrap();
-        let a = SynthArgs {
+        let a = SynthOptions {
             hidden_dims: 0,
             visibility: 1.0,
             subtype_fraction: 0.0,
@@ -762,7 +744,7 @@ mod tests {
         let o = read_oracle(&dir.path().join(ORACLE_NPZ)).unwrap();
         let pred = dir.path().join("pred.npy");
         features::write_features(&pred, &o.mean).unwrap();
-        let report = evaluate::run_evaluate(&EvaluateArgs {
+        let report = evaluate::run_evaluate(&EvaluateOptions {
             pred,
             truth: dir.path().join(REFERENCE_CSV),
             genes: Some(dir.path().join(GENE_LIST)),
@@ -787,7 +769,7 @@ mod tests {
     #[test]
     fn bad_options_name_the_flag() {
         let dir = tempfile::tempdir().unwrap();
-        let e = run_synth(&SynthArgs {
+        let e = run_synth(&SynthOptions {
             genes: 10,
             pathways: 8,
             ..small(dir.path())
@@ -795,7 +777,7 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("--genes"), "{e}");
-        let e = run_synth(&SynthArgs {
+        let e = run_synth(&SynthOptions {
             visibility: 1.5,
             ..small(dir.path())
         })
@@ -809,7 +791,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let reference =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/reference-cohorts");
-        let a = SynthArgs {
+        let a = SynthOptions {
             patients: 3,
             oracle_draws: 8,
             reference_dir: Some(reference.clone()),
@@ -824,40 +806,5 @@ mod tests {
         assert_eq!(pw.len(), 380);
         let c = ReferenceCohort::read(&dir.path().join(REFERENCE_CSV)).unwrap();
         assert_eq!(c.aligned(&real).unwrap().dim(), (6, 20_820));
-    }
-
-    #[test]
-    fn flags_parse_with_clap() {
-        use clap::Parser;
-        #[derive(Parser)]
-        struct Cli {
-            #[command(flatten)]
-            synth: SynthArgs,
-        }
-        let cli = Cli::try_parse_from([
-            "x",
-            "--out",
-            "o",
-            "--patients",
-            "5",
-            "--slides-per-patient",
-            "2",
-            "--reference-dir",
-            "r",
-            "--oracle-draws",
-            "9",
-        ])
-        .unwrap();
-        assert_eq!(cli.synth.patients, 5);
-        assert_eq!(cli.synth.slides_per_patient, 2);
-        assert_eq!(cli.synth.oracle_draws, 9);
-        assert_eq!(cli.synth.reference_dir.as_deref(), Some(Path::new("r")));
-        // the clap defaults are the ones `SynthArgs::new` documents
-        let d = Cli::try_parse_from(["x", "--out", "o"]).unwrap().synth;
-        let n = SynthArgs::new("o");
-        assert_eq!(
-            serde_json::to_value(&d).unwrap(),
-            serde_json::to_value(&n).unwrap()
-        );
     }
 }

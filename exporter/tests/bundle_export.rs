@@ -46,7 +46,45 @@ fn check_onnx(bundle: &Path) {
             .unwrap();
         assert!(st.success(), "onnx checker rejected a graph");
     } else {
+        // Locally a missing checker only narrows the test; CI must have it.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "no onnx checker in .venv: CI runs scripts/setup.sh --check-tools first"
+        );
         eprintln!("skipping onnx checker: run scripts/setup.sh --check-tools");
+    }
+}
+
+/// The bundle's manifest.json exactly as written.
+fn raw_manifest(bundle: &Path) -> serde_json::Value {
+    let file = std::fs::File::open(bundle).unwrap();
+    let mut zip = zip::ZipArchive::new(file).unwrap();
+    let entry = zip
+        .by_name(rnafm_runtime::bundle_members::MANIFEST)
+        .unwrap();
+    serde_json::from_reader(entry).unwrap()
+}
+
+/// `bundle`'s manifest validates against models/bundle.schema.json, and the schema is strict
+/// enough to refuse the same manifest with a wrong type, an unknown field or a missing member
+/// list (so a passing check means something).
+fn check_schema(bundle: &Path) {
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("models/bundle.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("the schema itself is valid");
+    let m = raw_manifest(bundle);
+    let errors: Vec<String> = validator.iter_errors(&m).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{}: {errors:?}", bundle.display());
+    let mut wrong_type = m.clone();
+    wrong_type["sampling"]["steps"] = serde_json::json!("twenty");
+    let mut unknown = m.clone();
+    unknown["surprise"] = serde_json::json!(1);
+    let mut no_members = m.clone();
+    no_members.as_object_mut().unwrap().remove("members");
+    for bad in [wrong_type, unknown, no_members] {
+        assert!(!validator.is_valid(&bad));
     }
 }
 
@@ -55,6 +93,7 @@ fn exported_bundle_opens_and_reproduces_its_self_test() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("small.rnafm");
     export(&out);
+    check_schema(&out);
     let b = Bundle::open(&out).unwrap();
     let m = &b.manifest;
     assert_eq!(m.model.config.hidden, 64);
@@ -226,6 +265,7 @@ fn checkpoint_folder_exports_with_metrics() {
     let cv_r = b.manifest.cv_r.clone().unwrap();
     assert_eq!((cv_r[0], cv_r[1], cv_r[2]), (0.0, 0.0, gene_r[2] as f32));
     assert!(b.manifest.self_test.is_none());
+    check_schema(&out);
     // --raw wants model.safetensors, which this checkpoint lacks: one line naming it.
     let o = Command::new(env!("CARGO_BIN_EXE_rnafm-export"))
         .arg("--onnx")
@@ -315,4 +355,5 @@ fn int8_graphs_check_and_stay_close_to_fp32() {
     );
 
     check_onnx(&out);
+    check_schema(&out);
 }

@@ -21,6 +21,10 @@ pub const EMA_FILE: &str = "ema.safetensors";
 pub const PRED_FILE: &str = "oof_predictions.npy";
 /// Interval calibration fitted on a fold's validation patients (`fold_<k>/calibration.json`).
 pub const CALIBRATION_FILE: &str = "calibration.json";
+/// A fold's held-out slides (never trained on; what its model is evaluated on) and its
+/// validation patients' slides (early stopping and interval calibration), one name a line.
+pub const HELDOUT_LIST: &str = "heldout.txt";
+pub const VALIDATION_LIST: &str = "validation.txt";
 /// The fold's checkpoint with the best validation loss, and the latest (for `--resume`).
 pub const BEST_DIR: &str = "best";
 pub const LAST_DIR: &str = "last";

@@ -4,7 +4,7 @@
 //! token ablation has no background token) and for checks against `rnafm-run`; the
 //! sampler is the same Euler scheme (burn and ONNX agree to ~1e-6), but slower.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use burn::prelude::*;
 use ndarray::{Array2, Ix2};
@@ -18,43 +18,31 @@ use crate::fused::FusedOps;
 use crate::sampler::sample;
 use crate::velocity_net::VelocityNet;
 use rnafm_runtime::checkpoint::{CheckpointDir, EMA_FILE};
+use rnafm_runtime::run::pipeline::slide_name;
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct SampleArgs {
+/// What to sample (the flags of `rnafm-train sample`).
+#[derive(Debug, Clone)]
+pub struct SampleOptions {
     /// Checkpoint folder (model.json, ema.safetensors), e.g. <run>/fold_0/best.
-    #[arg(long)]
     pub checkpoint: PathBuf,
     /// Slide feature files (K×D cluster means, .npy).
-    #[arg(required = true)]
     pub slides: Vec<PathBuf>,
     /// Draws per slide.
-    #[arg(short = 'n', long, default_value_t = 100)]
     pub samples: usize,
     /// Guidance scale (1 = none).
-    #[arg(long, default_value_t = 2.0)]
     pub cfg: f32,
     /// Time points of the Euler grid.
-    #[arg(long, default_value_t = 20)]
     pub time_points: usize,
-    #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Calibration file (rnafm-train calibrate); its entry for this cfg and time points is
     /// applied to the draws as rnafm-run applies a bundle's.
-    #[arg(long)]
     pub calibration: Option<PathBuf>,
     /// Output folder.
-    #[arg(short, long)]
     pub out: PathBuf,
 }
 
-fn slide_name(p: &Path) -> String {
-    p.file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "slide".into())
-}
-
 /// Samples every slide; returns what was done about calibration.
-pub fn run_sample<B: FusedOps>(args: &SampleArgs, device: &B::Device) -> Result<CalibrationUse> {
+pub fn run_sample<B: FusedOps>(args: &SampleOptions, device: &B::Device) -> Result<CalibrationUse> {
     let ck = CheckpointDir::new(&args.checkpoint);
     let spec = ck.read_spec()?;
     let norm = spec.normalization.clone().ok_or_else(|| {
@@ -199,7 +187,7 @@ mod tests {
             }],
         )
         .unwrap();
-        let args = |out: &str, calibration: Option<PathBuf>| SampleArgs {
+        let args = |out: &str, calibration: Option<PathBuf>| SampleOptions {
             checkpoint: ck.clone(),
             slides: vec![slide.clone()],
             samples: 21,

@@ -34,12 +34,12 @@ use crate::grad_clip::clip_global_norm;
 use crate::init::init_weights;
 use crate::slide_encoder::SlideEncoder;
 use crate::splits::Splits;
-use crate::train::{TrainOptions, split_validation};
+use crate::train::{FoldSetup, TrainOptions};
 use crate::weight_io::{Loader, Saver};
 use rnafm_eval::cv_metrics::{cv_metrics, write_cv_metrics};
 use rnafm_eval::gene_scores::per_gene;
 use rnafm_eval::stats::finite_mean;
-use rnafm_runtime::checkpoint::{PRED_FILE, fold_dir};
+use rnafm_runtime::checkpoint::PRED_FILE;
 use rnafm_runtime::training_metrics::TrainingMetrics;
 
 const WEIGHTS_FILE: &str = "regression.safetensors";
@@ -185,14 +185,6 @@ pub fn train_baseline<B: TrainBackend>(
     Ok(report)
 }
 
-fn write_slide_list(path: &Path, cohort: &Cohort, idx: &[usize]) -> Result<()> {
-    let text: String = idx
-        .iter()
-        .map(|&i| format!("{}\n", cohort.slides[i]))
-        .collect();
-    rnafm_runtime::atomic::write_bytes_atomic(path, text.as_bytes())
-}
-
 /// Predictions (log2) of `net` for slides `idx`.
 fn predict<B: FusedOps>(
     net: &RegressionNet<B>,
@@ -232,30 +224,16 @@ fn baseline_fold<B: TrainBackend>(
     test_idx: &[usize],
     device: &B::Device,
 ) -> Result<(Array2<f32>, Option<usize>)> {
-    let fold_dir = fold_dir(&opts.out, f);
-    std::fs::create_dir_all(&fold_dir).map_err(io(&fold_dir))?;
-    write_slide_list(&fold_dir.join("heldout.txt"), cohort, test_idx)?;
-    // The same inner split as flow-matching training, so early stopping sees the same slides.
-    let (train_idx, val_idx) = split_validation(
-        &cohort.patients,
-        train_all,
-        opts.val_fraction,
-        opts.seed ^ f as u64,
-    );
-    write_slide_list(&fold_dir.join("validation.txt"), cohort, &val_idx)?;
-    let norm = match &opts.norm {
-        Some((m, s)) => Normalization::read_npy(m, s)?,
-        None => {
-            Normalization::from_cohort(cohort.log2.select(Axis(0), &train_idx).view(), &opts.csv)?
-        }
-    };
+    // The same lists, inner split and normalisation as flow-matching training, so early
+    // stopping sees the same slides.
+    let FoldSetup {
+        dir: fold_dir,
+        train_idx,
+        val_idx,
+        norm,
+        z,
+    } = FoldSetup::new(opts, cohort, f, train_all, test_idx)?;
     let g = spec.config.genes;
-    let mut z = cohort.log2.clone();
-    for mut row in z.rows_mut() {
-        for (j, v) in row.iter_mut().enumerate() {
-            *v = norm.to_z(j, *v);
-        }
-    }
     let mut model = RegressionNet::<B>::init(spec, opts.seed.wrapping_add(f as u64), device)?;
     let mut optim = AdamWConfig::new()
         .with_beta_1(0.9)
@@ -354,7 +332,7 @@ mod tests {
     fn baseline_trains_on_a_tiny_cohort_deterministically() {
         let dir = tempfile::tempdir().unwrap();
         let cohort_dir = dir.path().join("cohort");
-        rnafm_eval::synth::run_synth(&rnafm_eval::synth::SynthArgs {
+        rnafm_eval::synth::run_synth(&rnafm_eval::synth::SynthOptions {
             patients: 48,
             genes: 60,
             pathways: 4,
@@ -362,7 +340,7 @@ mod tests {
             feat_dim: 6,
             seed: 5,
             oracle_draws: 16,
-            ..rnafm_eval::synth::SynthArgs::new(&cohort_dir)
+            ..rnafm_eval::synth::SynthOptions::new(&cohort_dir)
         })
         .unwrap();
         let opts = |out: &Path| TrainOptions {

@@ -36,7 +36,8 @@ use rnafm_eval::cv_metrics::{cv_metrics, write_cv_metrics};
 use rnafm_eval::gene_scores::per_gene;
 use rnafm_eval::stats::finite_mean;
 use rnafm_runtime::checkpoint::{
-    BEST_DIR, CheckpointDir, EMA_FILE, LAST_DIR, PRED_FILE, RAW_FILE, fold_dir,
+    BEST_DIR, CheckpointDir, EMA_FILE, HELDOUT_LIST, LAST_DIR, PRED_FILE, RAW_FILE,
+    VALIDATION_LIST, fold_dir,
 };
 use rnafm_runtime::training_metrics::TrainingMetrics;
 
@@ -125,6 +126,8 @@ pub struct TrainState {
 }
 
 const STATE_FILE: &str = "train_state.json";
+/// Marks a finished fold (its predictions are reused under --resume).
+const DONE_FILE: &str = "done";
 const OPTIM_FILE: &str = "optimizer";
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -226,6 +229,88 @@ fn read_state(path: &Path) -> Option<TrainState> {
     serde_json::from_str(&text).ok()
 }
 
+/// What every fold of either model writes and uses first: its held-out and validation
+/// slide lists, its training/validation split, and its normalisation (given, else from its
+/// training slides) with the whole cohort in z units.
+pub(crate) struct FoldSetup {
+    pub dir: PathBuf,
+    pub train_idx: Vec<usize>,
+    pub val_idx: Vec<usize>,
+    pub norm: Normalization,
+    /// The cohort's log2 expression in this fold's z units.
+    pub z: Array2<f32>,
+}
+
+impl FoldSetup {
+    pub(crate) fn new(
+        opts: &TrainOptions,
+        cohort: &Cohort,
+        f: usize,
+        train_all: &[usize],
+        test_idx: &[usize],
+    ) -> Result<FoldSetup> {
+        let dir = fold_dir(&opts.out, f);
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        // The held-out slides, so the fold's model can be evaluated (or exported and run)
+        // on exactly the slides it never saw.
+        write_slide_list(&dir.join(HELDOUT_LIST), cohort, test_idx)?;
+        let (train_idx, val_idx) = split_validation(
+            &cohort.patients,
+            train_all,
+            opts.val_fraction,
+            opts.seed ^ f as u64,
+        );
+        // The validation slides: early stopping, and interval calibration on slides that
+        // are neither trained on nor held out (`rnafm-eval calibrate`).
+        write_slide_list(&dir.join(VALIDATION_LIST), cohort, &val_idx)?;
+        let norm = match &opts.norm {
+            Some((m, s)) => Normalization::read_npy(m, s)?,
+            None => Normalization::from_cohort(
+                cohort.log2.select(Axis(0), &train_idx).view(),
+                &opts.csv,
+            )?,
+        };
+        let mut z = cohort.log2.clone();
+        for mut row in z.rows_mut() {
+            for (j, v) in row.iter_mut().enumerate() {
+                *v = norm.to_z(j, *v);
+            }
+        }
+        Ok(FoldSetup {
+            dir,
+            train_idx,
+            val_idx,
+            norm,
+            z,
+        })
+    }
+}
+
+fn write_slide_list(path: &Path, cohort: &Cohort, idx: &[usize]) -> Result<()> {
+    let text: String = idx
+        .iter()
+        .map(|&i| format!("{}\n", cohort.slides[i]))
+        .collect();
+    rnafm_runtime::atomic::write_bytes_atomic(path, text.as_bytes())
+}
+
+/// One fold of flow-matching training: what its steps share.
+struct FlowFold<'a, B: TrainBackend> {
+    opts: &'a TrainOptions,
+    cohort: &'a Cohort,
+    spec: ModelSpec,
+    f: usize,
+    setup: FoldSetup,
+    device: &'a B::Device,
+}
+
+/// The raw model, its EMA and where training stands.
+struct Progress<B: TrainBackend> {
+    model: VelocityNet<B>,
+    ema: VelocityNet<B::InnerBackend>,
+    state: TrainState,
+}
+
 /// Trains fold `f`; returns its held-out predictions (log2, |test| × G).
 fn run_fold<B: TrainBackend>(
     opts: &TrainOptions,
@@ -236,9 +321,9 @@ fn run_fold<B: TrainBackend>(
     test_idx: &[usize],
     device: &B::Device,
 ) -> Result<Array2<f32>> {
-    let fold_dir = fold_dir(&opts.out, f);
-    let pred_path = fold_dir.join(PRED_FILE);
-    let done_path = fold_dir.join("done");
+    let dir = fold_dir(&opts.out, f);
+    let pred_path = dir.join(PRED_FILE);
+    let done_path = dir.join(DONE_FILE);
     if opts.resume && done_path.is_file() {
         tracing::info!(fold = f, "fold already finished; reusing its predictions");
         let a = rnafm_runtime::npy::read_float_array(&pred_path, None)?;
@@ -246,105 +331,26 @@ fn run_fold<B: TrainBackend>(
             .into_dimensionality::<ndarray::Ix2>()
             .map_err(|e| Error::invalid(&pred_path, format!("not a 2-D array: {e}")));
     }
-    std::fs::create_dir_all(&fold_dir).map_err(io(&fold_dir))?;
-    // The held-out slides, one a line, so the fold's model can be evaluated (or exported
-    // and run) on exactly the slides it never saw.
-    let heldout: String = test_idx
-        .iter()
-        .map(|&i| format!("{}\n", cohort.slides[i]))
-        .collect();
-    let heldout_path = fold_dir.join("heldout.txt");
-    rnafm_runtime::atomic::write_bytes_atomic(&heldout_path, heldout.as_bytes())?;
-    let (train_idx, val_idx) = split_validation(
-        &cohort.patients,
-        train_all,
-        opts.val_fraction,
-        opts.seed ^ f as u64,
-    );
-    // The validation slides, for fitting interval calibration on slides that are neither
-    // trained on nor held out (`rnafm-train calibrate`).
-    let val_list: String = val_idx
-        .iter()
-        .map(|&i| format!("{}\n", cohort.slides[i]))
-        .collect();
-    rnafm_runtime::atomic::write_bytes_atomic(
-        &fold_dir.join("validation.txt"),
-        val_list.as_bytes(),
-    )?;
-    let norm = match &opts.norm {
-        Some((m, s)) => Normalization::read_npy(m, s)?,
-        None => {
-            Normalization::from_cohort(cohort.log2.select(Axis(0), &train_idx).view(), &opts.csv)?
-        }
+    let setup = FoldSetup::new(opts, cohort, f, train_all, test_idx)?;
+    spec.normalization = Some(setup.norm.clone());
+    let fold = FlowFold::<B> {
+        opts,
+        cohort,
+        spec,
+        f,
+        setup,
+        device,
     };
-    spec.normalization = Some(norm.clone());
-    let g = spec.config.genes;
-    let mut z = cohort.log2.clone();
-    for mut row in z.rows_mut() {
-        for (j, v) in row.iter_mut().enumerate() {
-            *v = norm.to_z(j, *v);
-        }
-    }
-
-    let last = fold_dir.join(LAST_DIR);
-    let best = fold_dir.join(BEST_DIR);
     let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
-    let mut optim = AdamWConfig::new()
+    let optim = AdamWConfig::new()
         .with_beta_1(0.9)
         .with_beta_2(0.99)
         .with_epsilon(1e-8)
         .with_weight_decay(opts.weight_decay)
         .init::<B, VelocityNet<B>>();
-    let resume_dir = if opts.resume { find_last(&last) } else { None };
-    let (mut model, mut ema, mut state) = match resume_dir {
-        Some(dir) => {
-            let ck = CheckpointDir::new(&dir);
-            let state: TrainState = read_state(&dir.join(STATE_FILE))
-                .ok_or_else(|| Error::invalid(dir.join(STATE_FILE), "unreadable training state"))?;
-            let raw = ck.read_weights(RAW_FILE)?;
-            let emaw = ck.read_weights(EMA_FILE)?;
-            let model = renumber_params(VelocityNet::<B>::from_weights(
-                &spec,
-                &raw,
-                &ck.path(RAW_FILE),
-                device,
-            )?);
-            let ema = VelocityNet::<B::InnerBackend>::from_weights(
-                &spec,
-                &emaw,
-                &ck.path(EMA_FILE),
-                device,
-            )?;
-            let rec = recorder.load(dir.join(OPTIM_FILE), device).map_err(|e| {
-                Error::invalid(dir.join(OPTIM_FILE), format!("optimiser state: {e}"))
-            })?;
-            optim = optim.load_record(rec);
-            tracing::info!(fold = f, epoch = state.epoch, step = state.step, "resumed");
-            (model, ema, state)
-        }
-        None => {
-            let w = init_weights(&spec, opts.seed.wrapping_add(f as u64));
-            let model = renumber_params(VelocityNet::<B>::from_weights(
-                &spec, &w, &fold_dir, device,
-            )?);
-            let ema = model.valid();
-            let state = TrainState {
-                fold: f,
-                epoch: 0,
-                step: 0,
-                best_r: None,
-                best_loss: None,
-                best_epoch: None,
-                bad_validations: 0,
-                stopped_early: false,
-                seed: opts.seed,
-                last_loss: None,
-            };
-            (model, ema, state)
-        }
-    };
+    let (mut p, mut optim) = fold.start_or_resume(optim, &recorder)?;
 
-    let steps_per_epoch = train_idx.len().div_ceil(opts.batch);
+    let steps_per_epoch = fold.setup.train_idx.len().div_ceil(opts.batch);
     let total = (opts.epochs * steps_per_epoch) as u64;
     let bar = if opts.progress {
         ProgressBar::new(total)
@@ -357,15 +363,118 @@ fn run_fold<B: TrainBackend>(
             .progress_chars("=> "),
     );
     bar.set_prefix(f.to_string());
-    bar.set_position(state.step.min(total));
-    let kd = cohort.clusters * cohort.feat_dim;
+    bar.set_position(p.state.step.min(total));
     let started = Instant::now();
-    let start_step = state.step;
+    let start_step = p.state.step;
+    while p.state.epoch < opts.epochs && !p.state.stopped_early {
+        let loss_sum;
+        (p, optim, loss_sum) = fold.train_epoch(p, optim, &bar, started, start_step)?;
+        p.state.epoch += 1;
+        p.state.last_loss = Some(loss_sum / steps_per_epoch as f64);
+        tracing::info!(
+            fold = f,
+            epoch = p.state.epoch,
+            loss = p.state.last_loss,
+            "epoch done"
+        );
+        if p.state.epoch % opts.val_every.max(1) == 0 || p.state.epoch == opts.epochs {
+            fold.validate(&mut p)?;
+        }
+        fold.save_last(&p, &optim, &recorder)?;
+    }
+    bar.finish_and_clear();
 
-    while state.epoch < opts.epochs && !state.stopped_early {
+    let pred = fold.predict_heldout(p.ema, test_idx)?;
+    rnafm_runtime::npy::write_npy(&pred_path, &pred.view())?;
+    std::fs::write(&done_path, b"").map_err(io(&done_path))?;
+    Ok(pred)
+}
+
+impl<B: TrainBackend> FlowFold<'_, B> {
+    fn last_dir(&self) -> PathBuf {
+        self.setup.dir.join(LAST_DIR)
+    }
+
+    fn best_dir(&self) -> PathBuf {
+        self.setup.dir.join(BEST_DIR)
+    }
+
+    /// The latest checkpoint with its optimiser state under --resume, else fresh weights.
+    fn start_or_resume<O: Optimizer<VelocityNet<B>, B>>(
+        &self,
+        optim: O,
+        recorder: &NamedMpkFileRecorder<FullPrecisionSettings>,
+    ) -> Result<(Progress<B>, O)> {
+        let (spec, device, f) = (&self.spec, self.device, self.f);
+        let resume_dir = if self.opts.resume {
+            find_last(&self.last_dir())
+        } else {
+            None
+        };
+        let Some(dir) = resume_dir else {
+            let w = init_weights(spec, self.opts.seed.wrapping_add(f as u64));
+            let model = renumber_params(VelocityNet::<B>::from_weights(
+                spec,
+                &w,
+                &self.setup.dir,
+                device,
+            )?);
+            let ema = model.valid();
+            let state = TrainState {
+                fold: f,
+                epoch: 0,
+                step: 0,
+                best_r: None,
+                best_loss: None,
+                best_epoch: None,
+                bad_validations: 0,
+                stopped_early: false,
+                seed: self.opts.seed,
+                last_loss: None,
+            };
+            return Ok((Progress { model, ema, state }, optim));
+        };
+        let ck = CheckpointDir::new(&dir);
+        let state: TrainState = read_state(&dir.join(STATE_FILE))
+            .ok_or_else(|| Error::invalid(dir.join(STATE_FILE), "unreadable training state"))?;
+        let raw = ck.read_weights(RAW_FILE)?;
+        let emaw = ck.read_weights(EMA_FILE)?;
+        let model = renumber_params(VelocityNet::<B>::from_weights(
+            spec,
+            &raw,
+            &ck.path(RAW_FILE),
+            device,
+        )?);
+        let ema =
+            VelocityNet::<B::InnerBackend>::from_weights(spec, &emaw, &ck.path(EMA_FILE), device)?;
+        let rec = recorder
+            .load(dir.join(OPTIM_FILE), device)
+            .map_err(|e| Error::invalid(dir.join(OPTIM_FILE), format!("optimiser state: {e}")))?;
+        tracing::info!(fold = f, epoch = state.epoch, step = state.step, "resumed");
+        Ok((Progress { model, ema, state }, optim.load_record(rec)))
+    }
+
+    /// One pass over the training slides in a seeded order: flow-matching steps with
+    /// condition dropout, clipping, AdamW and the EMA. Returns the summed batch losses.
+    fn train_epoch<O: Optimizer<VelocityNet<B>, B>>(
+        &self,
+        p: Progress<B>,
+        mut optim: O,
+        bar: &ProgressBar,
+        started: Instant,
+        start_step: u64,
+    ) -> Result<(Progress<B>, O, f64)> {
+        let Progress {
+            mut model,
+            mut ema,
+            mut state,
+        } = p;
+        let (opts, cohort, f, device) = (self.opts, self.cohort, self.f, self.device);
+        let g = self.spec.config.genes;
+        let kd = cohort.clusters * cohort.feat_dim;
         let mut rng =
             ChaCha8Rng::seed_from_u64(opts.seed ^ ((f as u64) << 40) ^ state.epoch as u64);
-        let mut order = train_idx.clone();
+        let mut order = self.setup.train_idx.clone();
         order.shuffle(&mut rng);
         let mut loss_sum = 0.0;
         for slides in order.chunks(opts.batch) {
@@ -381,7 +490,7 @@ fn run_fold<B: TrainBackend>(
             for &s in &batch {
                 let t: f32 = rng.random();
                 ts.push(t);
-                for &x1 in z.row(s) {
+                for &x1 in self.setup.z.row(s) {
                     let x0: f32 = StandardNormal.sample(&mut rng);
                     xt.push(t * x1 + (1.0 - t) * x0);
                     target.push(x1 - x0);
@@ -429,69 +538,80 @@ fn run_fold<B: TrainBackend>(
             bar.set_position(state.step);
             bar.set_message(format!("loss {loss_v:.4} {rate:.2} steps/s"));
         }
-        state.epoch += 1;
-        state.last_loss = Some(loss_sum / steps_per_epoch as f64);
+        Ok((Progress { model, ema, state }, optim, loss_sum))
+    }
+
+    /// Samples the validation slides with the EMA weights, scores them by the chosen
+    /// validation loss, keeps the best checkpoint and counts validations without improvement.
+    fn validate(&self, p: &mut Progress<B>) -> Result<()> {
+        let (opts, cohort, f) = (self.opts, self.cohort, self.f);
+        let val_idx = &self.setup.val_idx;
+        let state = &mut p.state;
+        let pred = predict(
+            &p.ema,
+            cohort,
+            val_idx,
+            &self.setup.norm,
+            opts,
+            opts.val_draws,
+            self.device,
+            0xA11 ^ state.epoch as u64,
+        );
+        let m = per_gene(pred.view(), cohort.log2.select(Axis(0), val_idx).view());
+        let r = finite_mean(&m.pearson).0;
+        let loss = match opts.val_loss {
+            ValLoss::R => 1.0 - r,
+            ValLoss::Sample => sample_mse_z(&pred, &self.setup.z, val_idx, &self.setup.norm),
+            ValLoss::Flow => validation_flow_loss(
+                &p.ema,
+                cohort,
+                &self.setup.z,
+                val_idx,
+                opts.val_draws,
+                self.device,
+                0x5EED ^ f as u64,
+            ),
+        };
         tracing::info!(
             fold = f,
             epoch = state.epoch,
-            loss = state.last_loss,
-            "epoch done"
+            val_loss = loss,
+            val_r = r,
+            "validation"
         );
-
-        let validate = state.epoch % opts.val_every.max(1) == 0 || state.epoch == opts.epochs;
-        if validate {
-            let pred = predict(
-                &ema,
-                cohort,
-                &val_idx,
-                &norm,
-                opts,
-                opts.val_draws,
-                device,
-                0xA11 ^ state.epoch as u64,
-            );
-            let m = per_gene(pred.view(), cohort.log2.select(Axis(0), &val_idx).view());
-            let r = finite_mean(&m.pearson).0;
-            let loss = match opts.val_loss {
-                ValLoss::R => 1.0 - r,
-                ValLoss::Sample => sample_mse_z(&pred, &z, &val_idx, &norm),
-                ValLoss::Flow => validation_flow_loss(
-                    &ema,
-                    cohort,
-                    &z,
-                    &val_idx,
-                    opts.val_draws,
-                    device,
-                    0x5EED ^ f as u64,
-                ),
-            };
-            tracing::info!(
-                fold = f,
-                epoch = state.epoch,
-                val_loss = loss,
-                val_r = r,
-                "validation"
-            );
-            if state.best_loss.is_none_or(|b| loss < b) {
-                state.best_loss = Some(loss);
-                state.best_r = Some(r);
-                state.best_epoch = Some(state.epoch);
-                state.bad_validations = 0;
-                let w = ema.to_weights();
-                write_dir_swapped(&best, |d| {
-                    CheckpointDir::new(d).write(&spec, &model.valid().to_weights(), &w)
-                })?;
-            } else {
-                state.bad_validations += 1;
-                if state.bad_validations >= opts.patience {
-                    state.stopped_early = true;
-                    tracing::info!(fold = f, epoch = state.epoch, "early stop");
-                }
+        if state.best_loss.is_none_or(|b| loss < b) {
+            state.best_loss = Some(loss);
+            state.best_r = Some(r);
+            state.best_epoch = Some(state.epoch);
+            state.bad_validations = 0;
+            let w = p.ema.to_weights();
+            write_dir_swapped(&self.best_dir(), |d| {
+                CheckpointDir::new(d).write(&self.spec, &p.model.valid().to_weights(), &w)
+            })?;
+        } else {
+            state.bad_validations += 1;
+            if state.bad_validations >= opts.patience {
+                state.stopped_early = true;
+                tracing::info!(fold = f, epoch = state.epoch, "early stop");
             }
         }
+        Ok(())
+    }
+
+    /// The latest weights, EMA, optimiser state and position, swapped in whole (`--resume`).
+    fn save_last<O: Optimizer<VelocityNet<B>, B>>(
+        &self,
+        p: &Progress<B>,
+        optim: &O,
+        recorder: &NamedMpkFileRecorder<FullPrecisionSettings>,
+    ) -> Result<()> {
         let optim_rec = optim.to_record();
-        write_dir_swapped(&last, |d| {
-            CheckpointDir::new(d).write(&spec, &model.valid().to_weights(), &ema.to_weights())?;
+        write_dir_swapped(&self.last_dir(), |d| {
+            CheckpointDir::new(d).write(
+                &self.spec,
+                &p.model.valid().to_weights(),
+                &p.ema.to_weights(),
+            )?;
             recorder
                 .record(optim_rec, d.join(OPTIM_FILE))
                 .map_err(|e| {
@@ -500,37 +620,40 @@ fn run_fold<B: TrainBackend>(
                         format!("cannot write optimiser state: {e}"),
                     )
                 })?;
-            let text = serde_json::to_string_pretty(&state).expect("state serialises");
+            let text = serde_json::to_string_pretty(&p.state).expect("state serialises");
             std::fs::write(d.join(STATE_FILE), text).map_err(io(&d.join(STATE_FILE)))
-        })?;
+        })
     }
-    bar.finish_and_clear();
 
-    // Held-out prediction with the best EMA weights.
-    let ck = CheckpointDir::new(&best);
-    let final_ema = if CheckpointDir::exists(&best) {
-        VelocityNet::<B::InnerBackend>::from_weights(
-            &spec,
-            &ck.read_weights(EMA_FILE)?,
-            &ck.path(EMA_FILE),
-            device,
-        )?
-    } else {
-        ema
-    };
-    let pred = predict(
-        &final_ema,
-        cohort,
-        test_idx,
-        &norm,
-        opts,
-        opts.oof_draws,
-        device,
-        0x7E57,
-    );
-    rnafm_runtime::npy::write_npy(&pred_path, &pred.view())?;
-    std::fs::write(&done_path, b"").map_err(io(&done_path))?;
-    Ok(pred)
+    /// Held-out predictions with the best EMA weights (the last ones if no validation ran).
+    fn predict_heldout(
+        &self,
+        last_ema: VelocityNet<B::InnerBackend>,
+        test_idx: &[usize],
+    ) -> Result<Array2<f32>> {
+        let best = self.best_dir();
+        let ck = CheckpointDir::new(&best);
+        let ema = if CheckpointDir::exists(&best) {
+            VelocityNet::<B::InnerBackend>::from_weights(
+                &self.spec,
+                &ck.read_weights(EMA_FILE)?,
+                &ck.path(EMA_FILE),
+                self.device,
+            )?
+        } else {
+            last_ema
+        };
+        Ok(predict(
+            &ema,
+            self.cohort,
+            test_idx,
+            &self.setup.norm,
+            self.opts,
+            self.opts.oof_draws,
+            self.device,
+            0x7E57,
+        ))
+    }
 }
 
 /// `last`, or `last.old` when a crash came between the two renames of a swap.

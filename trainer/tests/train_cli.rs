@@ -157,7 +157,7 @@ fn two_fold_training_writes_checkpoints_metrics_and_resumes() {
     let r = metrics.pooled[0].mean_pearson;
     assert!(r.is_finite() && (-1.0..=1.0).contains(&r));
     // `evaluate` scores the same out-of-fold predictions with the same r (one convention).
-    let e = rnafm_eval::evaluate::run_evaluate(&rnafm_eval::evaluate::EvaluateArgs {
+    let e = rnafm_eval::evaluate::run_evaluate(&rnafm_eval::evaluate::EvaluateOptions {
         pred: dir.join("run/oof_predictions.npy"),
         truth: dir.join("ref.csv"),
         genes: Some(dir.join("genes.txt")),

@@ -7,6 +7,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use rnafm_runtime::training_metrics::TrainingMetrics;
 use rnafm_trainer::bench::{BenchReport, bench_steps};
+use rnafm_trainer::burn_sample::SampleOptions;
 use rnafm_trainer::device::{BackendJob, TrainDevice, run_on};
 use rnafm_trainer::fused::TrainBackend;
 use rnafm_trainer::train::TrainOptions;
@@ -61,25 +62,76 @@ enum Command {
     },
     /// Train with patient-level k-fold cross-validation; writes per-fold checkpoints,
     /// splits.json, metrics.json and metrics.txt under --out.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Time training steps (forward, backward, clip, AdamW, EMA) at a model size on
     /// synthetic inputs; prints a table and writes JSON.
     Bench(BenchArgs),
     /// Same as `rnafm-eval synth` (kept for one release).
-    #[command(hide = true)]
-    Synth(rnafm_eval::synth::SynthArgs),
+    #[command(hide = true, disable_help_flag = true)]
+    Synth(EvalAlias),
     /// Same as `rnafm-eval evaluate` (kept for one release).
-    #[command(hide = true)]
-    Evaluate(rnafm_eval::evaluate::EvaluateArgs),
+    #[command(hide = true, disable_help_flag = true)]
+    Evaluate(EvalAlias),
     /// Same as `rnafm-eval calibrate` (kept for one release).
-    #[command(hide = true)]
-    Calibrate(rnafm_eval::calibrate::CalibrateArgs),
+    #[command(hide = true, disable_help_flag = true)]
+    Calibrate(EvalAlias),
     /// Same as `rnafm-eval report` (kept for one release).
-    #[command(hide = true)]
-    Report(rnafm_eval::report::ReportArgs),
+    #[command(hide = true, disable_help_flag = true)]
+    Report(EvalAlias),
     /// Draw expression profiles from a checkpoint with the burn sampler (CPU), written as
     /// rnafm-run writes them; for models the ONNX exporter cannot take.
-    Sample(rnafm_trainer::burn_sample::SampleArgs),
+    Sample(SampleArgs),
+}
+
+/// Flags of `rnafm-train sample`.
+#[derive(clap::Args)]
+struct SampleArgs {
+    /// Checkpoint folder (model.json, ema.safetensors), e.g. <run>/fold_0/best.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Slide feature files (K×D cluster means, .npy).
+    #[arg(required = true)]
+    slides: Vec<PathBuf>,
+    /// Draws per slide.
+    #[arg(short = 'n', long, default_value_t = 100)]
+    samples: usize,
+    /// Guidance scale (1 = none).
+    #[arg(long, default_value_t = 2.0)]
+    cfg: f32,
+    /// Time points of the Euler grid.
+    #[arg(long, default_value_t = 20)]
+    time_points: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Calibration file (rnafm-train calibrate); its entry for this cfg and time points is
+    /// applied to the draws as rnafm-run applies a bundle's.
+    #[arg(long)]
+    calibration: Option<PathBuf>,
+    /// Output folder.
+    #[arg(short, long)]
+    out: PathBuf,
+}
+
+impl From<SampleArgs> for SampleOptions {
+    fn from(a: SampleArgs) -> Self {
+        SampleOptions {
+            checkpoint: a.checkpoint,
+            slides: a.slides,
+            samples: a.samples,
+            cfg: a.cfg,
+            time_points: a.time_points,
+            seed: a.seed,
+            calibration: a.calibration,
+            out: a.out,
+        }
+    }
+}
+
+/// The arguments of an old `rnafm-train` evaluation command, passed on to `rnafm-eval`.
+#[derive(clap::Args)]
+struct EvalAlias {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<std::ffi::OsString>,
 }
 
 #[derive(clap::Args)]
@@ -301,25 +353,13 @@ fn run(cmd: Command) -> Result<()> {
             );
             Ok(())
         }
-        Command::Train(a) => train(a),
+        Command::Train(a) => train(*a),
         Command::Bench(a) => bench(a),
-        Command::Synth(a) => {
-            println!("{}", rnafm_eval::synth::run_synth(&a)?);
-            Ok(())
-        }
-        Command::Evaluate(a) => {
-            let r = rnafm_eval::evaluate::run_evaluate(&a)?;
-            if a.out.is_some() {
-                print!("{}", rnafm_eval::evaluate::render_table(&r));
-            }
-            Ok(())
-        }
-        Command::Calibrate(a) => {
-            let c = rnafm_eval::calibrate::run_calibrate(&a)?;
-            println!("{}", rnafm_eval::calibrate::describe(&c, &a.out));
-            Ok(())
-        }
+        Command::Synth(a) => forward_to_eval("synth", a),
+        Command::Evaluate(a) => forward_to_eval("evaluate", a),
+        Command::Calibrate(a) => forward_to_eval("calibrate", a),
         Command::Sample(a) => {
+            let a = SampleOptions::from(a);
             let used = rnafm_trainer::burn_sample::run_sample::<burn::backend::Flex>(
                 &a,
                 &Default::default(),
@@ -336,11 +376,32 @@ fn run(cmd: Command) -> Result<()> {
             );
             Ok(())
         }
-        Command::Report(a) => {
-            print!("{}", rnafm_eval::report::run_report(&a)?);
-            println!("report: {}", a.out.join("summary.md").display());
-            Ok(())
-        }
+        Command::Report(a) => forward_to_eval("report", a),
+    }
+}
+
+/// `rnafm-train <command> …` as `rnafm-eval <command> …`: the `rnafm-eval` next to this
+/// executable takes over the process (its output and exit status are the command's).
+fn forward_to_eval(command: &str, a: EvalAlias) -> Result<()> {
+    let exe = std::env::current_exe()?.with_file_name("rnafm-eval");
+    if !exe.is_file() {
+        anyhow::bail!(
+            "`rnafm-train {command}` is now `rnafm-eval {command}`, and {} is missing (build the workspace: cargo build --bins)",
+            exe.display()
+        );
+    }
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.arg(command).args(&a.args);
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        let e = cmd.exec();
+        Err(anyhow::anyhow!("{}: {e}", exe.display()))
+    }
+    #[cfg(not(unix))]
+    {
+        let status = cmd.status()?;
+        std::process::exit(status.code().unwrap_or(1));
     }
 }
 

@@ -1,4 +1,4 @@
-//! A closed stdout (`rnafm-train … | head -1`) ends the program quietly, as other Unix
+//! A closed stdout (`rnafm-eval … | head -1`) ends the program quietly, as other Unix
 //! tools do, instead of a "failed printing to stdout" panic.
 
 #![cfg(unix)]
@@ -13,7 +13,7 @@ const SIGPIPE: i32 = 13;
 fn closed_stdout_is_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("cohort");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rnafm-train"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rnafm-eval"))
         .args([
             "synth",
             "--patients",

@@ -4,6 +4,8 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use rnafm_eval::{calibrate, evaluate, report, synth};
 
+mod args;
+
 #[derive(Parser)]
 #[command(
     name = "rnafm-eval",
@@ -27,16 +29,16 @@ struct Cli {
 enum Command {
     /// Score predictions against measured expression: per-gene r and RMSE (all genes and
     /// top-k), interval coverage, Gaussian NLL, CRPS, Spearman(var, |error|), oracle.
-    Evaluate(evaluate::EvaluateArgs),
+    Evaluate(args::EvaluateArgs),
     /// Fit interval calibration factors on rnafm-run draws of validation slides (not the
     /// evaluation slides); rnafm-export stores them in the bundle.
-    Calibrate(calibrate::CalibrateArgs),
+    Calibrate(args::CalibrateArgs),
     /// Put several evaluations (model, baseline, ablations) and the oracle in one table
     /// with checks; writes summary.md and PNG plots.
-    Report(report::ReportArgs),
+    Report(args::ReportArgs),
     /// Write a known-truth synthetic cohort in the real formats (reference CSV, one
     /// features .npy per slide, pathway JSON, gene list) plus its oracle.
-    Synth(synth::SynthArgs),
+    Synth(args::SynthArgs),
 }
 
 fn main() {
@@ -52,20 +54,23 @@ fn main() {
 fn run(cmd: Command) -> Result<()> {
     match cmd {
         Command::Evaluate(a) => {
+            let a = evaluate::EvaluateOptions::from(a);
             let r = evaluate::run_evaluate(&a)?;
             if a.out.is_some() {
                 print!("{}", evaluate::render_table(&r));
             }
         }
         Command::Calibrate(a) => {
+            let a = calibrate::CalibrateOptions::from(a);
             let c = calibrate::run_calibrate(&a)?;
             println!("{}", calibrate::describe(&c, &a.out));
         }
         Command::Report(a) => {
+            let a = report::ReportOptions::from(a);
             print!("{}", report::run_report(&a)?);
             println!("report: {}", a.out.join("summary.md").display());
         }
-        Command::Synth(a) => println!("{}", synth::run_synth(&a)?),
+        Command::Synth(a) => println!("{}", synth::run_synth(&a.into())?),
     }
     Ok(())
 }

@@ -1,0 +1,300 @@
+//! The command-line flags of `rnafm-eval`, and how they become the library's options. The
+//! help text of each flag is its doc comment here.
+
+use std::path::PathBuf;
+
+use rnafm_eval::{calibrate, evaluate, report, synth};
+use rnafm_runtime::calibration;
+
+/// Arguments of `evaluate`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EvaluateArgs {
+    /// Predictions in log2(FPKM-UQ+1): a folder of `<slide>.samples.npy` [n, genes] (as
+    /// `rnafm-run` writes), or one `.npy` of means [slides, genes] or samples
+    /// [n, slides, genes] in the reference CSV's row order.
+    #[arg(long)]
+    pub pred: PathBuf,
+    /// Reference CSV with the measured FPKM-UQ values.
+    #[arg(long)]
+    pub truth: PathBuf,
+    /// Gene list in the predictions' column order (default: the CSV's gene columns).
+    #[arg(long)]
+    pub genes: Option<PathBuf>,
+    /// Per-gene cross-validated r to rank the top-k sets by: a `.npy` (one value per gene)
+    /// or rnafm-train's metrics.json (its pooled out-of-fold r).
+    #[arg(long)]
+    pub rank_by: Option<PathBuf>,
+    /// With a --rank-by metrics.json: rank by the r of the other folds' out-of-fold
+    /// predictions instead of the pooled r, for evaluating fold K's held-out slides. The
+    /// pooled r includes the evaluated slides, which makes top-k means optimistic, most of
+    /// all for a deterministic model whose evaluated predictions are the ranked ones.
+    #[arg(long, requires = "rank_by")]
+    pub rank_excluding_fold: Option<usize>,
+    /// Oracle of a synthetic cohort (`oracle.npz`).
+    #[arg(long)]
+    pub oracle: Option<PathBuf>,
+    /// Where to write the JSON report (printed to stdout when absent).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// With a --pred folder: score only the CSV's slides that have a samples file there
+    /// (e.g. the held-out fold of a cross-validation), instead of requiring all.
+    #[arg(long)]
+    pub present_only: bool,
+    /// Score only these slides (one name a line, e.g. a fold's heldout.txt); a `.npy` of
+    /// every CSV row is then cut to them.
+    #[arg(long, value_name = "LIST")]
+    pub slides: Option<PathBuf>,
+    /// Another model's predictions on the same slides (e.g. the regression baseline's
+    /// oof_predictions.npy): adds the difference in mean r (this model − that one) with a
+    /// 95% paired bootstrap interval over slides, per gene set.
+    #[arg(long, value_name = "PRED")]
+    pub versus: Option<PathBuf>,
+    /// Ranking of the --versus model's top-k genes (as --rank-by; --rank-excluding-fold
+    /// applies to it too).
+    #[arg(long, requires = "versus")]
+    pub versus_rank_by: Option<PathBuf>,
+    /// Bootstrap replicates for --versus.
+    #[arg(long, default_value_t = 1000)]
+    pub replicates: usize,
+}
+
+impl From<EvaluateArgs> for evaluate::EvaluateOptions {
+    fn from(a: EvaluateArgs) -> Self {
+        evaluate::EvaluateOptions {
+            pred: a.pred,
+            truth: a.truth,
+            genes: a.genes,
+            rank_by: a.rank_by,
+            rank_excluding_fold: a.rank_excluding_fold,
+            oracle: a.oracle,
+            out: a.out,
+            present_only: a.present_only,
+            slides: a.slides,
+            versus: a.versus,
+            versus_rank_by: a.versus_rank_by,
+            replicates: a.replicates,
+        }
+    }
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct CalibrateArgs {
+    /// rnafm-run output folder with `<slide>.samples.npy` draws (--save-samples,
+    /// --no-calibration) and its run.json.
+    #[arg(long)]
+    pub pred: PathBuf,
+    /// Reference CSV with the measured values of those slides.
+    #[arg(long)]
+    pub truth: PathBuf,
+    /// Gene list in the draws' column order (default: the CSV's gene columns).
+    #[arg(long)]
+    pub genes: Option<PathBuf>,
+    /// Fit on these slides only (one name a line, e.g. fold_0/validation.txt); default:
+    /// every CSV slide with draws in --pred.
+    #[arg(long, value_name = "LIST")]
+    pub slides: Option<PathBuf>,
+    /// Calibration file to write (e.g. <run>/fold_0/calibration.json). Entries of an
+    /// existing file for other guidance scales or step counts are kept.
+    #[arg(short, long)]
+    pub out: PathBuf,
+    /// Central interval levels to fit, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = calibration::DEFAULT_LEVELS)]
+    pub levels: Vec<f64>,
+    /// What the slides are, recorded with the factors.
+    #[arg(long, default_value = "validation patients")]
+    pub fitted_on: String,
+}
+
+impl From<CalibrateArgs> for calibrate::CalibrateOptions {
+    fn from(a: CalibrateArgs) -> Self {
+        calibrate::CalibrateOptions {
+            pred: a.pred,
+            truth: a.truth,
+            genes: a.genes,
+            slides: a.slides,
+            out: a.out,
+            levels: a.levels,
+            fitted_on: a.fitted_on,
+        }
+    }
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReportArgs {
+    /// A table row: LABEL=EVALUATION.json (from `rnafm-train evaluate --out`; split at the
+    /// last `=`), in table
+    /// order. The first is the model the checks are about; the oracle row comes from the
+    /// first evaluation that has one.
+    #[arg(long = "entry", value_name = "LABEL=JSON", required = true)]
+    pub entries: Vec<String>,
+    /// Label of the regression baseline among the entries (default: the first label
+    /// containing "baseline").
+    #[arg(long)]
+    pub baseline: Option<String>,
+    /// The model's rnafm-run output folder (with --save-samples) for the plot of predicted
+    /// against true values; needs --truth.
+    #[arg(long, requires = "truth")]
+    pub scatter: Option<PathBuf>,
+    /// Reference CSV (truth) for --scatter.
+    #[arg(long)]
+    pub truth: Option<PathBuf>,
+    /// Gene list of the predictions (default: the CSV's gene columns).
+    #[arg(long)]
+    pub genes: Option<PathBuf>,
+    /// Slides of --scatter to plot (one a line; default: all with draws there).
+    #[arg(long)]
+    pub slides: Option<PathBuf>,
+    /// Ranking that picks the top genes of the scatter plot (metrics.json or .npy).
+    #[arg(long)]
+    pub rank_by: Option<PathBuf>,
+    /// A line describing the run, written under the title of summary.md.
+    #[arg(long)]
+    pub title: Option<String>,
+    /// Output folder: summary.md and the PNG plots.
+    #[arg(short, long, default_value = "report")]
+    pub out: PathBuf,
+}
+
+impl From<ReportArgs> for report::ReportOptions {
+    fn from(a: ReportArgs) -> Self {
+        report::ReportOptions {
+            entries: a.entries,
+            baseline: a.baseline,
+            scatter: a.scatter,
+            truth: a.truth,
+            genes: a.genes,
+            slides: a.slides,
+            rank_by: a.rank_by,
+            title: a.title,
+            out: a.out,
+        }
+    }
+}
+
+/// Options of the synthetic cohort generator (defaults: `SynthOptions::new`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SynthArgs {
+    /// Output folder (created; existing files of the same names are replaced).
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = defaults().patients)]
+    pub patients: usize,
+    #[arg(long, default_value_t = defaults().slides_per_patient)]
+    pub slides_per_patient: usize,
+    /// Number of synthetic genes (ignored with --reference-dir).
+    #[arg(long, default_value_t = defaults().genes)]
+    pub genes: usize,
+    /// Number of synthetic pathways (ignored with --reference-dir).
+    #[arg(long, default_value_t = defaults().pathways)]
+    pub pathways: usize,
+    #[arg(long, default_value_t = defaults().clusters)]
+    pub clusters: usize,
+    #[arg(long, default_value_t = defaults().feat_dim)]
+    pub feat_dim: usize,
+    #[arg(long, default_value_t = defaults().seed)]
+    pub seed: u64,
+    /// Dimensions of the latent state visible in morphology.
+    #[arg(long, default_value_t = defaults().visible_dims)]
+    pub visible_dims: usize,
+    /// Dimensions of the hidden latent state.
+    #[arg(long, default_value_t = defaults().hidden_dims)]
+    pub hidden_dims: usize,
+    /// Mean share of a programme's variance that is visible (0…1).
+    #[arg(long, default_value_t = defaults().visibility)]
+    pub visibility: f64,
+    /// Fraction of pathways whose programme depends on the hidden subtype.
+    #[arg(long, default_value_t = defaults().subtype_fraction)]
+    pub subtype_fraction: f64,
+    /// Share of an affected programme's variance due to the subtype (0…1).
+    #[arg(long, default_value_t = defaults().subtype_strength)]
+    pub subtype_strength: f64,
+    /// Share of a gene's variance that is gene-level noise (0…1).
+    #[arg(long, default_value_t = defaults().gene_noise)]
+    pub gene_noise: f64,
+    /// SD of the noise added to cluster features.
+    #[arg(long, default_value_t = defaults().feature_noise)]
+    pub feature_noise: f64,
+    /// Draws of the hidden part per patient for the oracle.
+    #[arg(long, default_value_t = defaults().oracle_draws)]
+    pub oracle_draws: usize,
+    /// Use the real genes, GO-MF pathways and gene statistics of a folder laid out as the
+    /// release's reference-cohorts data (gene_list.csv, all_gene_indices_molecular_function.json,
+    /// <COHORT>_rna_data_{mean,std}.npy).
+    #[arg(long)]
+    pub reference_dir: Option<PathBuf>,
+    /// Cohort whose gene statistics are used with --reference-dir.
+    #[arg(long, default_value_t = defaults().cohort)]
+    pub cohort: String,
+}
+
+impl From<SynthArgs> for synth::SynthOptions {
+    fn from(a: SynthArgs) -> Self {
+        synth::SynthOptions {
+            out: a.out,
+            patients: a.patients,
+            slides_per_patient: a.slides_per_patient,
+            genes: a.genes,
+            pathways: a.pathways,
+            clusters: a.clusters,
+            feat_dim: a.feat_dim,
+            seed: a.seed,
+            visible_dims: a.visible_dims,
+            hidden_dims: a.hidden_dims,
+            visibility: a.visibility,
+            subtype_fraction: a.subtype_fraction,
+            subtype_strength: a.subtype_strength,
+            gene_noise: a.gene_noise,
+            feature_noise: a.feature_noise,
+            oracle_draws: a.oracle_draws,
+            reference_dir: a.reference_dir,
+            cohort: a.cohort,
+        }
+    }
+}
+
+/// The library's synth defaults, which the flags show and use.
+fn defaults() -> synth::SynthOptions {
+    synth::SynthOptions::new("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use std::path::Path;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        synth: SynthArgs,
+    }
+
+    #[test]
+    fn synth_flags_parse_and_default_to_the_library() {
+        let cli = Cli::try_parse_from([
+            "x",
+            "--out",
+            "o",
+            "--patients",
+            "5",
+            "--slides-per-patient",
+            "2",
+            "--reference-dir",
+            "r",
+            "--oracle-draws",
+            "9",
+        ])
+        .unwrap();
+        let o = synth::SynthOptions::from(cli.synth);
+        assert_eq!(
+            (o.patients, o.slides_per_patient, o.oracle_draws),
+            (5, 2, 9)
+        );
+        assert_eq!(o.reference_dir.as_deref(), Some(Path::new("r")));
+        let d = synth::SynthOptions::from(Cli::try_parse_from(["x", "--out", "o"]).unwrap().synth);
+        assert_eq!(
+            serde_json::to_value(&d).unwrap(),
+            serde_json::to_value(synth::SynthOptions::new("o")).unwrap()
+        );
+    }
+}
