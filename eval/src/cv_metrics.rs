@@ -7,6 +7,7 @@ use std::path::Path;
 
 use ndarray::{ArrayView2, Axis};
 use rnafm_runtime::Result;
+use rnafm_runtime::checkpoint::PRED_FILE;
 use rnafm_runtime::training_metrics::{FoldMetrics, METRICS_FILE, TrainingMetrics};
 
 use crate::gene_scores::{TOP_KS, gene_r_without_each_fold, per_gene, rank_by_r, summarize};
@@ -50,6 +51,22 @@ pub fn cv_metrics(
         pooled_gene_r: pooled.pearson,
         pooled_gene_rmse: pooled.rmse,
     }
+}
+
+/// The end of a cross-validation: writes the pooled out-of-fold predictions, scores them
+/// ([`cv_metrics`]) and writes `metrics.json` and `metrics.txt` into the run folder `run`.
+pub fn finish_run(
+    run: &Path,
+    oof: ArrayView2<'_, f32>,
+    truth: ArrayView2<'_, f32>,
+    folds: &[Vec<usize>],
+    best_epochs: &[Option<usize>],
+    genes: &[String],
+) -> Result<TrainingMetrics> {
+    rnafm_runtime::npy::write_npy(&run.join(PRED_FILE), &oof)?;
+    let m = cv_metrics(oof, truth, folds, best_epochs, genes);
+    write_cv_metrics(run, &m)?;
+    Ok(m)
 }
 
 /// Writes `metrics.json` and `metrics.txt` into a training run's folder.

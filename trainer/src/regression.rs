@@ -36,7 +36,7 @@ use crate::slide_encoder::SlideEncoder;
 use crate::splits::Splits;
 use crate::train::{FoldSetup, TrainOptions};
 use crate::weight_io::{Loader, Saver};
-use rnafm_eval::cv_metrics::{cv_metrics, write_cv_metrics};
+use rnafm_eval::cv_metrics::finish_run;
 use rnafm_eval::gene_scores::per_gene;
 use rnafm_eval::stats::finite_mean;
 use rnafm_runtime::checkpoint::PRED_FILE;
@@ -173,16 +173,14 @@ pub fn train_baseline<B: TrainBackend>(
         fold_tests.push(test_idx);
         best_epochs.push(best_epoch);
     }
-    rnafm_runtime::npy::write_npy(&opts.out.join(PRED_FILE), &oof.view())?;
-    let report = cv_metrics(
+    finish_run(
+        &opts.out,
         oof.view(),
         cohort.log2.view(),
         &fold_tests,
         &best_epochs,
         genes.symbols(),
-    );
-    write_cv_metrics(&opts.out, &report)?;
-    Ok(report)
+    )
 }
 
 /// Predictions (log2) of `net` for slides `idx`.

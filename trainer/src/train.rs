@@ -32,7 +32,7 @@ use crate::init::init_weights;
 use crate::sampler::sample;
 use crate::splits::Splits;
 use crate::velocity_net::VelocityNet;
-use rnafm_eval::cv_metrics::{cv_metrics, write_cv_metrics};
+use rnafm_eval::cv_metrics::finish_run;
 use rnafm_eval::gene_scores::per_gene;
 use rnafm_eval::stats::finite_mean;
 use rnafm_runtime::checkpoint::{
@@ -89,7 +89,7 @@ pub struct TrainOptions {
 }
 
 /// The validation loss that early stopping and the best checkpoint minimise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ValLoss {
     /// 1 − the mean per-gene Pearson r of the mean of the guided validation samples: what
     /// the out-of-fold evaluation scores, and what the regression baseline stops on.
@@ -205,23 +205,21 @@ pub fn train<B: TrainBackend>(opts: &TrainOptions, device: &B::Device) -> Result
     }
 
     // Every slide's out-of-fold mean in CSV row order, as the baseline writes it, so that
-    // `rnafm-train evaluate --pred` scores either model's training the same way.
-    rnafm_runtime::npy::write_npy(&opts.out.join(PRED_FILE), &oof.view())?;
+    // `rnafm-eval evaluate --pred` scores either model's training the same way.
     let best_epochs: Vec<Option<usize>> = (0..fold_tests.len())
         .map(|f| {
             read_state(&fold_dir(&opts.out, f).join(LAST_DIR).join(STATE_FILE))
                 .and_then(|s| s.best_epoch)
         })
         .collect();
-    let report = cv_metrics(
+    finish_run(
+        &opts.out,
         oof.view(),
         cohort.log2.view(),
         &fold_tests,
         &best_epochs,
         genes.symbols(),
-    );
-    write_cv_metrics(&opts.out, &report)?;
-    Ok(report)
+    )
 }
 
 fn read_state(path: &Path) -> Option<TrainState> {

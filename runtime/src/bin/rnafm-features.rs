@@ -13,10 +13,13 @@ use rnafm_runtime::features::write_features;
 use rnafm_runtime::ort_env::{DeviceChoice, SessionFactory, SessionOptions};
 use rnafm_runtime::slide::encoder::TileEncoder;
 use rnafm_runtime::slide::extract::{extract, open_and_plan};
-use rnafm_runtime::slide::options::{TileArgs, check_encoder_path};
+use rnafm_runtime::slide::options::{TileOptions, check_encoder_path};
 use rnafm_runtime::slide::outputs::write_tiles_npz;
 use rnafm_runtime::slide::thumbnail::write_png;
 
+#[path = "shared/tile_args.rs"]
+mod tile_args;
+use tile_args::TileArgs;
 const LONG_ABOUT: &str = "\
 Turn a whole-slide image into RNA-FM's input: K x D cluster means of tile features.
 
@@ -83,8 +86,9 @@ fn sibling(out: &Path, suffix: &str) -> PathBuf {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let started = Instant::now();
     check_encoder_path(&cli.encoder)?;
-    let norm = cli.tiles.normalization().map_err(anyhow::Error::msg)?;
-    let opts = cli.tiles.extract_options(
+    let tiles = TileOptions::from(cli.tiles.clone());
+    let norm = tiles.normalization().map_err(anyhow::Error::msg)?;
+    let opts = tiles.extract_options(
         DEFAULT_TILE_MPP,
         DEFAULT_TILE,
         cli.clusters,

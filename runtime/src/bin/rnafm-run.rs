@@ -13,8 +13,11 @@ use rnafm_runtime::run::outputs::{RunReport, SlideRecord};
 use rnafm_runtime::run::pipeline::{Progress, RunSettings, SlidePipeline, collect_slides};
 use rnafm_runtime::sampler::SampleParams;
 use rnafm_runtime::slide::encoder::TileEncoder;
-use rnafm_runtime::slide::options::{TileArgs, check_encoder_path, is_slide_image};
+use rnafm_runtime::slide::options::{TileOptions, check_encoder_path, is_slide_image};
 
+#[path = "shared/tile_args.rs"]
+mod tile_args;
+use tile_args::TileArgs;
 const ABOUT: &str = "Predict bulk RNA-seq (log2(FPKM-UQ+1) of ~20k genes) for whole-slide images.";
 
 const LONG_ABOUT: &str = "\
@@ -234,7 +237,8 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     }
     let slides = collect_slides(&args.slides, args.encoder.is_some(), args.shard)
         .map_err(usage_or_failure)?;
-    let norm = args.tiles.normalization().map_err(Usage)?;
+    let tiles = TileOptions::from(args.tiles.clone());
+    let norm = tiles.normalization().map_err(Usage)?;
     if let Some(e) = &args.encoder {
         check_encoder_path(e)?;
     }
@@ -269,7 +273,7 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         save_samples: args.save_samples,
         overwrite: args.overwrite,
         no_calibration: args.no_calibration,
-        tiles: args.tiles.clone(),
+        tiles,
         tile_batch: args.tile_batch as usize,
         encoder_path: args.encoder.clone(),
     };

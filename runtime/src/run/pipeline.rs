@@ -23,7 +23,7 @@ use crate::run::shift::{SHIFT_WARN_MEAN_ABS_Z, mean_abs_z};
 use crate::sampler::SampleParams;
 use crate::slide::encoder::TileEncoder;
 use crate::slide::extract::ExtractOptions;
-use crate::slide::options::{TileArgs, is_slide_image, slide_features};
+use crate::slide::options::{TileOptions, is_slide_image, slide_features};
 
 /// How the run reports its work as it goes (a progress bar in the CLI).
 pub trait Progress {
@@ -59,7 +59,7 @@ pub struct RunSettings {
     /// Do not apply the model's interval calibration.
     pub no_calibration: bool,
     /// Tiling of whole-slide images; what it leaves open comes from the model's manifest.
-    pub tiles: TileArgs,
+    pub tiles: TileOptions,
     /// Tiles per encoder call.
     pub tile_batch: usize,
     /// The tile encoder's file, for messages.

@@ -18,35 +18,43 @@ pub fn is_slide_image(path: &Path) -> bool {
         .is_some_and(|e| SLIDE_EXTENSIONS.iter().any(|s| e.eq_ignore_ascii_case(s)))
 }
 
-/// Tiling and pixel-normalisation flags.
-#[derive(clap::Args, Debug, Clone, PartialEq)]
-pub struct TileArgs {
+/// How tiles are chosen and normalised (the flags of `rnafm-features` and `rnafm-run`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TileOptions {
     /// Level-0 microns per pixel, overriding the file's (needed when the file has none).
-    #[arg(long)]
     pub mpp: Option<f64>,
     /// Microns per pixel the tiles are encoded at (0.5 = 20x) [default: rnafm-features 0.5,
     /// rnafm-run the model's].
-    #[arg(long)]
     pub tile_mpp: Option<f64>,
     /// Tile size in pixels at --tile-mpp, resized to the encoder's input size if it has one
     /// [default: rnafm-features 256, rnafm-run the model's].
-    #[arg(long)]
     pub tile: Option<u32>,
     /// At most this many tissue tiles are encoded, chosen at random (--seed).
-    #[arg(long, default_value_t = 4000)]
     pub max_tiles: usize,
     /// Per-channel mean of 0-1 RGB pixels, subtracted before the encoder (ImageNet default).
-    #[arg(long, value_delimiter = ',', value_name = "R,G,B", default_values_t = [0.485f32, 0.456, 0.406])]
     pub mean: Vec<f32>,
     /// Per-channel standard deviation pixels are divided by (ImageNet default).
-    #[arg(long, value_delimiter = ',', value_name = "R,G,B", default_values_t = [0.229f32, 0.224, 0.225])]
     pub std: Vec<f32>,
     /// Minimum grey-level standard deviation (0-255) of a kept tile.
-    #[arg(long, default_value_t = 4.0)]
     pub min_contrast: f32,
 }
 
-impl TileArgs {
+impl Default for TileOptions {
+    /// The flags' defaults: 4000 tiles at most, ImageNet pixel statistics, contrast 4.
+    fn default() -> Self {
+        TileOptions {
+            mpp: None,
+            tile_mpp: None,
+            tile: None,
+            max_tiles: 4000,
+            mean: vec![0.485, 0.456, 0.406],
+            std: vec![0.229, 0.224, 0.225],
+            min_contrast: 4.0,
+        }
+    }
+}
+
+impl TileOptions {
     /// The encoder's pixel normalisation; an error names the bad flag.
     pub fn normalization(&self) -> std::result::Result<Normalization, String> {
         let three = |v: &[f32], flag: &str| -> std::result::Result<[f32; 3], String> {
@@ -124,13 +132,6 @@ pub fn check_encoder_path(encoder: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        tiles: TileArgs,
-    }
 
     #[test]
     fn slide_extensions() {
@@ -142,15 +143,23 @@ mod tests {
 
     #[test]
     fn defaults_and_overrides() {
-        let c = Cli::parse_from(["x"]);
-        let o = c.tiles.extract_options(0.25, 224, 7, 3, 16);
+        let d = TileOptions::default();
+        let o = d.extract_options(0.25, 224, 7, 3, 16);
         assert_eq!((o.tile_mpp, o.tile, o.clusters, o.seed), (0.25, 224, 7, 3));
-        assert_eq!(c.tiles.normalization().unwrap(), Normalization::default());
-        let c = Cli::parse_from(["x", "--tile-mpp", "1", "--tile", "64", "--std", "1,0,1"]);
-        let o = c.tiles.extract_options(0.25, 224, 7, 3, 16);
+        assert_eq!(d.normalization().unwrap(), Normalization::default());
+        let c = TileOptions {
+            tile_mpp: Some(1.0),
+            tile: Some(64),
+            std: vec![1.0, 0.0, 1.0],
+            ..TileOptions::default()
+        };
+        let o = c.extract_options(0.25, 224, 7, 3, 16);
         assert_eq!((o.tile_mpp, o.tile), (1.0, 64));
-        assert!(c.tiles.normalization().unwrap_err().contains("--std"));
-        let c = Cli::parse_from(["x", "--mean", "0.5,0.5"]);
-        assert!(c.tiles.normalization().unwrap_err().contains("--mean"));
+        assert!(c.normalization().unwrap_err().contains("--std"));
+        let c = TileOptions {
+            mean: vec![0.5, 0.5],
+            ..TileOptions::default()
+        };
+        assert!(c.normalization().unwrap_err().contains("--mean"));
     }
 }

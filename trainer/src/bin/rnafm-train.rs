@@ -222,7 +222,7 @@ struct TrainArgs {
     /// error against the truth (z units); `flow` = the flow-matching objective of the EMA
     /// weights on the validation slides.
     #[arg(long, value_enum, default_value = "r")]
-    val_loss: rnafm_trainer::train::ValLoss,
+    val_loss: ValLossArg,
     /// Guidance scale for validation and prediction (1 = no guidance).
     #[arg(long, default_value_t = 2.0)]
     cfg: f64,
@@ -283,6 +283,24 @@ struct TrainArgs {
     /// encoder, MLP to all genes, MSE; same folds and output layout, no resume).
     #[arg(long, value_enum, default_value = "rnafm")]
     model: ModelKind,
+}
+
+/// `--val-loss` (see `rnafm_trainer::train::ValLoss`).
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ValLossArg {
+    R,
+    Sample,
+    Flow,
+}
+
+impl From<ValLossArg> for rnafm_trainer::train::ValLoss {
+    fn from(v: ValLossArg) -> Self {
+        match v {
+            ValLossArg::R => Self::R,
+            ValLossArg::Sample => Self::Sample,
+            ValLossArg::Flow => Self::Flow,
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
@@ -441,7 +459,7 @@ fn train(a: TrainArgs) -> Result<()> {
         noise_draws: a.noise_draws.max(1),
         ema_decay: a.ema_decay,
         val_fraction: a.val_fraction,
-        val_loss: a.val_loss,
+        val_loss: a.val_loss.into(),
         seed: a.seed,
         hidden: a.hidden,
         depth: a.depth,
