@@ -14,6 +14,14 @@ export ORT_DYLIB_PATH="$root/.ort/libonnxruntime.so"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+# The exporter and the evaluation crate carry no training code (burn autodiff, the training
+# kernels, the trainer; for the exporter also plotting): they build for workstations.
+if cargo tree -p rnafm-exporter -e normal --locked | grep -E 'burn-autodiff|plotters|rnafm-kernels|rnafm-trainer'; then
+  echo "test.sh: rnafm-exporter depends on training code (above)" >&2; exit 1
+fi
+if cargo tree -p rnafm-eval -e normal --locked | grep -E 'burn|rnafm-kernels|rnafm-trainer'; then
+  echo "test.sh: rnafm-eval depends on burn (above)" >&2; exit 1
+fi
 # Paper-size ONNX-vs-burn agreement of a freshly trained model (about 2.5 minutes).
 scripts/paper-parity
 cargo check -p rnafm-trainer --features cuda --all-targets --locked

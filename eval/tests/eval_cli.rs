@@ -66,18 +66,19 @@ fn evaluate_scores_perfect_predictions_and_the_oracle() {
     let pred = dir.path().join("perfect.npy");
     rnafm_runtime::npy::write_npy(&pred, &truth.log2).unwrap();
     let out = dir.path().join("eval.json");
-    let o = eval_cmd()
-        .arg("evaluate")
-        .arg("--pred")
-        .arg(&pred)
-        .arg("--truth")
-        .arg(c.join("reference.csv"))
-        .arg("--oracle")
-        .arg(c.join("oracle.npz"))
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    // evaluate's arguments, with the JSON report written to `to`
+    let evaluate = |to: &Path| -> Vec<std::ffi::OsString> {
+        let mut v: Vec<std::ffi::OsString> = vec!["evaluate".into(), "--pred".into()];
+        v.push(pred.clone().into());
+        v.push("--truth".into());
+        v.push(c.join("reference.csv").into());
+        v.push("--oracle".into());
+        v.push(c.join("oracle.npz").into());
+        v.push("--out".into());
+        v.push(to.into());
+        v
+    };
+    let o = eval_cmd().args(evaluate(&out)).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let table = String::from_utf8_lossy(&o.stdout);
     assert!(table.contains("12 slides × 30 genes"), "{table}");
@@ -98,15 +99,7 @@ fn evaluate_scores_perfect_predictions_and_the_oracle() {
     );
     if train.exists() {
         let a = Command::new(&train)
-            .arg("evaluate")
-            .arg("--pred")
-            .arg(&pred)
-            .arg("--truth")
-            .arg(c.join("reference.csv"))
-            .arg("--oracle")
-            .arg(c.join("oracle.npz"))
-            .arg("--out")
-            .arg(dir.path().join("eval2.json"))
+            .args(evaluate(&dir.path().join("eval2.json")))
             .output()
             .unwrap();
         assert!(a.status.success());
