@@ -110,6 +110,21 @@ pub struct SlideRecord {
     pub seconds: Option<f64>,
 }
 
+impl SlideRecord {
+    /// A slide about to run: status "ok" until something says otherwise.
+    pub fn new(input: &Path, slide: &str) -> SlideRecord {
+        SlideRecord {
+            input: input.to_path_buf(),
+            slide: slide.to_string(),
+            status: "ok".into(),
+            error: None,
+            tiles: None,
+            input_shift_mean_abs_z: None,
+            seconds: None,
+        }
+    }
+}
+
 /// `run.json`: everything needed to reproduce or audit a run.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RunReport {

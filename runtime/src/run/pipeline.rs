@@ -125,58 +125,67 @@ impl SlidePipeline {
     }
 
     /// Runs every slide into `out`; a slide that fails is recorded (with its one-line error)
-    /// and the others go on.
+    /// and the others go on. Two inputs that would write the same output names fail.
     pub fn run_all(
         &mut self,
         slides: &[PathBuf],
         out: &Path,
         progress: &dyn Progress,
     ) -> Vec<SlideRecord> {
-        let per_slide = self.steps_per_slide() as u64;
         let mut records = Vec::with_capacity(slides.len());
         let mut seen = HashSet::new();
         for path in slides {
             let name = slide_name(path);
-            progress.message(&name);
-            let outs = SlideOutputs::new(out, &name);
-            let mut rec = SlideRecord {
-                input: path.clone(),
-                slide: name.clone(),
-                status: "ok".into(),
-                error: None,
-                tiles: None,
-                input_shift_mean_abs_z: None,
-                seconds: None,
-            };
-            if !seen.insert(name.clone()) {
+            let rec = if seen.insert(name.clone()) {
+                self.process_slide(path, out, progress)
+            } else {
+                let mut rec = SlideRecord::new(path, &name);
                 rec.status = "failed".into();
                 rec.error = Some(format!(
                     "{}: another input already writes outputs named {name}",
                     path.display()
                 ));
-            } else if !self.settings.overwrite && outs.complete(self.settings.save_samples) {
-                rec.status = "skipped".into();
-                progress.advance(per_slide);
-            } else {
-                let started = Instant::now();
-                let done = Cell::new(0u64);
-                let counted = Counted {
-                    inner: progress,
-                    done: &done,
-                };
-                match self.run_slide(path, &outs, &mut rec, &counted) {
-                    Ok(()) => rec.seconds = Some(started.elapsed().as_secs_f64()),
-                    Err(e) => {
-                        rec.status = "failed".into();
-                        rec.error = Some(e.to_string().replace('\n', " "));
-                        progress.advance(per_slide.saturating_sub(done.get()));
-                    }
-                }
-            }
+                rec
+            };
             progress.slide_done(&rec);
             records.push(rec);
         }
         records
+    }
+
+    /// One slide into `out`: skipped when its outputs exist (unless overwriting), else run;
+    /// the record says which, how long it took, and the one-line error if it failed.
+    pub fn process_slide(
+        &mut self,
+        path: &Path,
+        out: &Path,
+        progress: &dyn Progress,
+    ) -> SlideRecord {
+        let per_slide = self.steps_per_slide() as u64;
+        let name = slide_name(path);
+        progress.message(&name);
+        let outs = SlideOutputs::new(out, &name);
+        let mut rec = SlideRecord::new(path, &name);
+        if !self.settings.overwrite && outs.complete(self.settings.save_samples) {
+            rec.status = "skipped".into();
+            progress.advance(per_slide);
+            return rec;
+        }
+        let started = Instant::now();
+        let done = Cell::new(0u64);
+        let counted = Counted {
+            inner: progress,
+            done: &done,
+        };
+        match self.run_slide(path, &outs, &mut rec, &counted) {
+            Ok(()) => rec.seconds = Some(started.elapsed().as_secs_f64()),
+            Err(e) => {
+                rec.status = "failed".into();
+                rec.error = Some(e.to_string().replace('\n', " "));
+                progress.advance(per_slide.saturating_sub(done.get()));
+            }
+        }
+        rec
     }
 
     /// One slide: features → clusters → draws → calibrated, in the unit → files.
