@@ -12,6 +12,7 @@ use rnafm_runtime::reference_csv::ReferenceCohort;
 use rnafm_runtime::{Error, Result, genes::GeneList};
 
 use crate::evaluate::read_predictions;
+use rnafm_runtime::slide_names::samples_file;
 
 #[derive(Debug, Clone)]
 pub struct CalibrateOptions {
@@ -91,11 +92,7 @@ pub fn run_calibrate(args: &CalibrateOptions) -> Result<Calibration> {
                 .collect::<Result<_>>()?
         }
         None => (0..cohort.len())
-            .filter(|&i| {
-                args.pred
-                    .join(format!("{}.samples.npy", cohort.slides[i]))
-                    .is_file()
-            })
+            .filter(|&i| samples_file(&args.pred, &cohort.slides[i]).is_some())
             .collect(),
     };
     if rows.is_empty() {
@@ -177,7 +174,8 @@ mod tests {
         let pred = d.join("pred");
         std::fs::create_dir_all(&pred).unwrap();
         for s in 0..slides {
-            csv.push_str(&format!("s{s},p{s}"));
+            // GDC-style names; rnafm-run writes the draws without the extension
+            csv.push_str(&format!("s{s}.svs,p{s}"));
             let mut draws = Array2::<f32>::zeros((n, genes));
             for g in 0..genes {
                 let mu = 3.0 + (s * 7 + g) as f64 % 5.0;

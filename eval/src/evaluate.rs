@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use ndarray::{Array2, Array3, Axis, Ix2, Ix3};
+use rnafm_runtime::slide_names::{expected_samples_file, samples_file};
 use rnafm_runtime::training_metrics::TrainingMetrics;
 use rnafm_runtime::{Error, Result, genes::GeneList, npy, reference_csv::ReferenceCohort};
 
@@ -194,11 +195,7 @@ fn evaluated_rows(args: &EvaluateOptions, slides: &[String]) -> Result<Vec<usize
         rows
     } else if args.present_only && args.pred.is_dir() {
         (0..slides.len())
-            .filter(|&i| {
-                args.pred
-                    .join(format!("{}.samples.npy", slides[i]))
-                    .exists()
-            })
+            .filter(|&i| samples_file(&args.pred, &slides[i]).is_some())
             .collect()
     } else {
         (0..slides.len()).collect()
@@ -256,7 +253,7 @@ pub fn read_predictions(
     if path.is_dir() {
         let mut all: Option<Array3<f32>> = None;
         for (i, slide) in slides.iter().enumerate() {
-            let p = path.join(format!("{slide}.samples.npy"));
+            let p = samples_file(path, slide).unwrap_or_else(|| expected_samples_file(path, slide));
             let a = npy::read_float_array(&p, None)?
                 .into_dimensionality::<Ix2>()
                 .map_err(|_| Error::invalid(&p, "samples must be 2-d [n, genes]"))?;
@@ -388,10 +385,11 @@ mod tests {
     fn per_slide_sample_files_are_read_in_csv_order() {
         let dir = tempfile::tempdir().unwrap();
         let csv = dir.path().join("ref.csv");
-        // log2(x+1) of 1, 3, 7, 15 = 1, 2, 3, 4
+        // log2(x+1) of 1, 3, 7, 15 = 1, 2, 3, 4; slide names as GDC manifests give them,
+        // draws named as rnafm-run writes them (without .svs)
         std::fs::write(
             &csv,
-            "wsi_file_name,patient_id,rna_A,rna_B\ns1,p1,1,3\ns2,p2,7,15\n",
+            "wsi_file_name,patient_id,rna_A,rna_B\ns1.svs,p1,1,3\ns2.svs,p2,7,15\n",
         )
         .unwrap();
         let pred = dir.path().join("pred");

@@ -445,9 +445,12 @@ pub fn run_synth(args: &SynthOptions) -> Result<SynthSummary> {
     for (pt, ((v, one), (mean_g, q_g))) in states.iter().zip(&truths).zip(&oracles).enumerate() {
         let pid = format!("SYN-P{pt:04}");
         for sl in 0..args.slides_per_patient {
-            let name = format!("{pid}-S{sl}");
+            // Named as GDC manifests name slides (`….svs`); the features under the stem, as
+            // `rnafm-features X.svs --out features/X.npy` writes them.
+            let stem = format!("{pid}-S{sl}");
+            let name = format!("{stem}.svs");
             let f = world.features(v, args.feature_noise, &mut rng);
-            features::write_features(&feat_dir.join(format!("{name}.npy")), &f)?;
+            features::write_features(&feat_dir.join(format!("{stem}.npy")), &f)?;
             for (gi, (&x, &m)) in one.iter().zip(mean_g).enumerate() {
                 truth[[row, gi]] = x as f32;
                 o_mean[[row, gi]] = m;

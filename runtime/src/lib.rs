@@ -24,6 +24,7 @@ pub mod run;
 pub mod sampler;
 pub mod sigpipe;
 pub mod slide;
+pub mod slide_names;
 pub mod stats;
 pub mod training_metrics;
 pub mod weights;

@@ -84,17 +84,4 @@ impl Cohort {
     }
 }
 
-/// `<dir>/<slide>`, `<dir>/<slide>.npy|.npz`, or the same with the slide's extension
-/// (e.g. `.svs`) removed.
-pub fn feature_file(dir: &Path, slide: &str) -> Option<PathBuf> {
-    let stem = Path::new(slide)
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or(slide);
-    let mut cands = vec![dir.join(slide)];
-    for name in [slide, stem] {
-        cands.push(dir.join(format!("{name}.npy")));
-        cands.push(dir.join(format!("{name}.npz")));
-    }
-    cands.into_iter().find(|p| p.is_file())
-}
+pub use rnafm_runtime::slide_names::feature_file;

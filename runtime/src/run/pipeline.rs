@@ -364,12 +364,7 @@ fn to_unit(z: ArrayView2<'_, f32>, model: &RunModel, fpkm: bool) -> Array2<f32> 
     out
 }
 
-/// The output name of a slide: its file name without the extension.
-pub fn slide_name(path: &Path) -> String {
-    path.file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "slide".into())
-}
+pub use crate::slide_names::output_name as slide_name;
 
 /// The run's slides: folders expanded into their .npy/.npz files (sorted), then the part
 /// `shard` = (i, n) keeps (every n-th from i). Whole-slide images need an encoder
