@@ -609,6 +609,7 @@ mod tests {
     use crate::gene_scores::per_gene;
     use crate::oracle::read_oracle;
     use rnafm_runtime::reference_csv::ReferenceCohort;
+    use rnafm_runtime::slide_names::{feature_file, slide_stem};
 
     fn small(out: &Path) -> SynthOptions {
         SynthOptions {
@@ -640,10 +641,14 @@ mod tests {
         assert_eq!(c.patients[0], c.patients[1]); // two slides per patient
         assert!(c.log2.iter().all(|&v| v >= 0.0));
         for name in &c.slides {
-            let f =
-                features::read_features(&dir.path().join(FEATURES_DIR).join(format!("{name}.npy")))
-                    .unwrap();
-            assert_eq!(f.dim(), (4, 6));
+            // GDC-style names; the features are found as training finds them (by stem)
+            assert!(name.ends_with(".svs"), "{name}");
+            let file = feature_file(&dir.path().join(FEATURES_DIR), name).unwrap();
+            assert_eq!(
+                file.file_name().unwrap(),
+                format!("{}.npy", slide_stem(name)).as_str()
+            );
+            assert_eq!(features::read_features(&file).unwrap().dim(), (4, 6));
         }
         let o = read_oracle(&dir.path().join(ORACLE_NPZ)).unwrap();
         assert_eq!(o.mean.dim(), (80, 120));
