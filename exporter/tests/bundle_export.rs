@@ -357,3 +357,54 @@ fn int8_graphs_check_and_stay_close_to_fp32() {
     check_onnx(&out);
     check_schema(&out);
 }
+
+/// Features near 1e30 (finite in float32) overflow inside the real network: that slide
+/// fails with one line and writes nothing, never an "ok" table of NaN.
+#[test]
+fn overflowing_features_fail_their_slide() {
+    use rnafm_runtime::run::model::{Precision, RunModel};
+    use rnafm_runtime::run::pipeline::{RunSettings, Silent, SlidePipeline};
+    use rnafm_runtime::slide::options::TileOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("small.rnafm");
+    export(&bundle);
+    let opts = SessionOptions {
+        device: DeviceChoice::Cpu,
+        threads: 1,
+    };
+    let model = RunModel::open_with(&bundle, opts, Precision::Fp32).unwrap();
+    let params = SampleParams {
+        samples: 2,
+        steps: 4,
+        cfg: 2.0,
+        seed: 0,
+        batch: 2,
+    };
+    let settings = RunSettings {
+        fpkm: false,
+        save_samples: true,
+        overwrite: false,
+        no_calibration: false,
+        tiles: TileOptions::default(),
+        tile_batch: 32,
+        encoder_path: None,
+    };
+    let mut pipeline = SlidePipeline::new(model, None, params, settings);
+    let out = dir.path().join("out");
+    let big = dir.path().join("big.npy");
+    rnafm_runtime::npy::write_npy(&big, &ndarray::Array2::<f32>::from_elem((8, 48), 1e30)).unwrap();
+    let rec = pipeline.process_slide(&big, &out, &Silent);
+    let err = rec.error.clone().unwrap_or_default();
+    assert_eq!(rec.status, "failed", "{rec:?}");
+    assert!(
+        err.contains("big.npy") && err.contains("not finite"),
+        "{err}"
+    );
+    assert!(!out.join("big.genes.tsv").exists() && !out.join("big.samples.npy").exists());
+    // the same pipeline still runs an ordinary slide
+    let ok = dir.path().join("ok.npy");
+    let f = ndarray::Array2::from_shape_fn((8, 48), |(i, j)| ((i * 48 + j) as f32 * 0.37).sin());
+    rnafm_runtime::npy::write_npy(&ok, &f).unwrap();
+    assert_eq!(pipeline.process_slide(&ok, &out, &Silent).status, "ok");
+    assert!(out.join("ok.genes.tsv").is_file());
+}

@@ -7,11 +7,13 @@ use std::path::Path;
 use ndarray::{Array2, ArrayBase, Data, Ix2};
 
 use crate::error::{Error, Result};
+use crate::limits::{MAX_FEATURE_VALUES, MAX_TILES};
 use crate::npy;
 
-/// Reads a slide's feature matrix from `.npy` or `.npz` (key `features`, or the only array).
+/// Reads a slide's feature matrix from `.npy` or `.npz` (key `features`, or the only array);
+/// at most [`MAX_FEATURE_VALUES`] values and [`MAX_TILES`] rows.
 pub fn read_features(path: &Path) -> Result<Array2<f32>> {
-    let a = npy::read_float_array(path, None)?;
+    let a = npy::read_float_array_limited(path, None, MAX_FEATURE_VALUES)?;
     let shape = a.shape().to_vec();
     let a = a.into_dimensionality::<Ix2>().map_err(|_| {
         Error::invalid(
@@ -22,6 +24,12 @@ pub fn read_features(path: &Path) -> Result<Array2<f32>> {
             ),
         )
     })?;
+    if a.nrows() > MAX_TILES {
+        return Err(Error::invalid(
+            path,
+            format!("{} tiles, more than the {MAX_TILES} allowed", a.nrows()),
+        ));
+    }
     check_features(&a, path)?;
     Ok(a)
 }
@@ -152,7 +160,17 @@ mod tests {
         bytes.truncate(bytes.len() - 8);
         std::fs::write(&p, &bytes).unwrap();
         let e = err_text(read_features(&p));
-        assert!(e.contains("t.npy") && e.contains("bad array data"), "{e}");
+        assert!(
+            e.contains("t.npy") && e.contains("truncated") && e.contains("needs 64 bytes"),
+            "{e}"
+        );
+        // and data past what the header declares is refused too
+        let mut long = Vec::new();
+        Array2::<f32>::ones((4, 4)).write_npy(&mut long).unwrap();
+        long.extend_from_slice(&[0u8; 4]);
+        std::fs::write(&p, &long).unwrap();
+        let e = err_text(read_features(&p));
+        assert!(e.contains("t.npy") && e.contains("more data than"), "{e}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod error;
 pub mod features;
 pub mod genes;
 pub mod kmeans;
+pub mod limits;
 pub mod logging;
 pub mod manifest;
 pub mod model_config;

@@ -16,16 +16,112 @@ use crate::error::{Error, Result};
 /// The npz key preferred when an archive holds several arrays.
 pub const FEATURES_KEY: &str = "features";
 
+/// Most values any array file may hold (4 GiB as float32): a header that claims more is
+/// refused before anything is allocated.
+pub const MAX_ARRAY_VALUES: u64 = 1 << 30;
+
+/// The first bytes of a `.npy` stream looked at for its header (headers are < 64 KiB).
+const HEADER_PEEK: u64 = 1 << 20;
+
 /// Reads a float array from `.npy`, or from `.npz` (the array `key`, or the only array).
-/// The format is chosen by content (zip magic), not by extension.
+/// The format is chosen by content (zip magic), not by extension. At most
+/// [`MAX_ARRAY_VALUES`] values.
 pub fn read_float_array(path: &Path, key: Option<&str>) -> Result<ArrayD<f32>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    if bytes.starts_with(b"PK") {
-        let (name, inner) = npz_entry(path, &bytes, key)?;
-        parse_float_npy(&inner, path, Some(&name))
+    read_float_array_limited(path, key, MAX_ARRAY_VALUES)
+}
+
+/// [`read_float_array`] with at most `max_values` values. The size the header claims is
+/// checked against `max_values` and against the data actually there before the array is
+/// allocated, so a forged header or a compressed bomb costs no memory.
+pub fn read_float_array_limited(
+    path: &Path,
+    key: Option<&str>,
+    max_values: u64,
+) -> Result<ArrayD<f32>> {
+    use std::io::{Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut magic = [0u8; 2];
+    let n = file.read(&mut magic).map_err(|e| Error::io(path, e))?;
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| Error::io(path, e))?;
+    if n == 2 && &magic == b"PK" {
+        let mut zip = zip::ZipArchive::new(file)
+            .map_err(|e| Error::invalid(path, format!("not a readable .npz archive: {e}")))?;
+        let chosen = npz_member(path, &mut zip, key)?;
+        let member = zip
+            .by_name(&chosen)
+            .map_err(|e| Error::invalid(path, format!("npz member {chosen:?}: {e}")))?;
+        let name = chosen.strip_suffix(".npy").unwrap_or(&chosen).to_string();
+        let bytes = read_npy_bytes(member, path, Some(&name), max_values)?;
+        parse_float_npy(&bytes, path, Some(&name))
     } else {
+        let bytes = read_npy_bytes(file, path, None, max_values)?;
         parse_float_npy(&bytes, path, None)
     }
+}
+
+/// Reads one `.npy` stream: the header first, then exactly the data it declares (after
+/// checking the declared size), then makes sure nothing follows.
+fn read_npy_bytes(
+    mut r: impl Read,
+    path: &Path,
+    entry: Option<&str>,
+    max_values: u64,
+) -> Result<Vec<u8>> {
+    let what = |msg: String| match entry {
+        Some(e) => Error::invalid(path, format!("array {e:?}: {msg}")),
+        None => Error::invalid(path, msg),
+    };
+    let io = |e: std::io::Error| what(format!("cannot read: {e}"));
+    let mut buf = Vec::new();
+    (&mut r)
+        .take(HEADER_PEEK)
+        .read_to_end(&mut buf)
+        .map_err(io)?;
+    let mut cur = Cursor::new(&buf[..]);
+    let header = Header::from_reader(&mut cur)
+        .map_err(|e| what(format!("not a readable .npy file: {e}")))?;
+    let header_len = cur.position();
+    let values = header
+        .shape
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
+        .filter(|&v| v <= max_values)
+        .ok_or_else(|| {
+            what(format!(
+                "shape {:?} is larger than the {max_values} values allowed",
+                header.shape
+            ))
+        })?;
+    // float64 at most; other dtypes are refused by the parser with their own message
+    let item = header
+        .type_descriptor
+        .as_string()
+        .and_then(|d| d.get(2..))
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(8)
+        .clamp(1, 8);
+    let total = header_len + values * item;
+    if (buf.len() as u64) < total {
+        let want = total - buf.len() as u64;
+        (&mut r).take(want).read_to_end(&mut buf).map_err(io)?;
+    }
+    if (buf.len() as u64) < total {
+        return Err(what(format!(
+            "truncated: shape {:?} needs {} bytes of data, the file holds {}",
+            header.shape,
+            values * item,
+            (buf.len() as u64).saturating_sub(header_len)
+        )));
+    }
+    let mut extra = [0u8; 1];
+    if buf.len() as u64 > total || r.read(&mut extra).map_err(io)? > 0 {
+        return Err(what(format!(
+            "more data than its shape {:?} holds",
+            header.shape
+        )));
+    }
+    Ok(buf)
 }
 
 /// Parses `.npy` bytes; `entry` names the npz member in errors.
@@ -55,11 +151,13 @@ pub fn parse_float_npy(bytes: &[u8], path: &Path, entry: Option<&str>) -> Result
     }
 }
 
-/// Extracts the `.npy` bytes of one npz member: `key` if given and present, else
-/// [`FEATURES_KEY`], else the only member.
-fn npz_entry(path: &Path, bytes: &[u8], key: Option<&str>) -> Result<(String, Vec<u8>)> {
-    let mut zip = zip::ZipArchive::new(Cursor::new(bytes))
-        .map_err(|e| Error::invalid(path, format!("not a readable .npz archive: {e}")))?;
+/// The npz member to read: `key` if given and present, else [`FEATURES_KEY`], else the
+/// only member.
+fn npz_member<R: Read + std::io::Seek>(
+    path: &Path,
+    zip: &mut zip::ZipArchive<R>,
+    key: Option<&str>,
+) -> Result<String> {
     let names: Vec<String> = zip
         .file_names()
         .map(|n| n.map(|n| n.into_owned()))
@@ -67,35 +165,26 @@ fn npz_entry(path: &Path, bytes: &[u8], key: Option<&str>) -> Result<(String, Ve
         .map_err(|e| Error::invalid(path, format!("not a readable .npz archive: {e}")))?;
     let stem = |n: &str| n.strip_suffix(".npy").unwrap_or(n).to_string();
     let find = |k: &str| names.iter().find(|n| stem(n) == k).cloned();
-    let chosen = match key {
+    match key {
         Some(k) => find(k).ok_or_else(|| {
             Error::invalid(
                 path,
                 format!("npz has no array {k:?} (it has {:?})", listing(&names)),
             )
-        })?,
+        }),
         None => match (find(FEATURES_KEY), names.as_slice()) {
-            (Some(n), _) => n,
-            (None, [only]) => only.clone(),
-            (None, []) => return Err(Error::invalid(path, "npz archive holds no array")),
-            (None, _) => {
-                return Err(Error::invalid(
-                    path,
-                    format!(
-                        "npz holds several arrays {:?} and none is named {FEATURES_KEY:?}",
-                        listing(&names)
-                    ),
-                ));
-            }
+            (Some(n), _) => Ok(n),
+            (None, [only]) => Ok(only.clone()),
+            (None, []) => Err(Error::invalid(path, "npz archive holds no array")),
+            (None, _) => Err(Error::invalid(
+                path,
+                format!(
+                    "npz holds several arrays {:?} and none is named {FEATURES_KEY:?}",
+                    listing(&names)
+                ),
+            )),
         },
-    };
-    let mut file = zip
-        .by_name(&chosen)
-        .map_err(|e| Error::invalid(path, format!("npz member {chosen:?}: {e}")))?;
-    let mut out = Vec::with_capacity(file.size() as usize);
-    file.read_to_end(&mut out)
-        .map_err(|e| Error::invalid(path, format!("npz member {chosen:?}: {e}")))?;
-    Ok((stem(&chosen), out))
+    }
 }
 
 fn listing(names: &[String]) -> Vec<String> {

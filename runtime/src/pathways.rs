@@ -101,12 +101,21 @@ impl PathwaySet {
     /// Reads the JSON index form. `n_genes` is the length of the gene list it indexes.
     pub fn read_json(path: &Path, n_genes: usize) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text)
+        let entries: JsonEntries = serde_json::from_str(&text)
             .map_err(|e| Error::invalid(path, format!("not a JSON object of pathways: {e}")))?;
         let mut names = Vec::new();
         let mut members = Vec::new();
         let mut bg = Vec::new();
-        for (name, v) in map {
+        let mut seen = std::collections::HashSet::new();
+        for (name, v) in entries.0 {
+            // A JSON object may repeat a key, and a map keeps only the last: refuse instead,
+            // as the GMT reader does.
+            if !seen.insert(name.clone()) {
+                return Err(Error::invalid(
+                    path,
+                    format!("pathway {name:?} is listed twice"),
+                ));
+            }
             let arr = v.as_array().ok_or_else(|| {
                 Error::invalid(
                     path,
@@ -307,5 +316,32 @@ impl PathwaySet {
             .into_iter()
             .map(|a| if a == 0.0 { -1e4 } else { 0.0 })
             .collect()
+    }
+}
+
+/// A JSON object's entries in file order, repeated keys included (serde_json's map keeps
+/// only the last of a repeated key).
+struct JsonEntries(Vec<(String, serde_json::Value)>);
+
+impl<'de> serde::Deserialize<'de> for JsonEntries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = JsonEntries;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of pathway name to gene indices")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<JsonEntries, A::Error> {
+                let mut v = Vec::new();
+                while let Some(entry) = map.next_entry::<String, serde_json::Value>()? {
+                    v.push(entry);
+                }
+                Ok(JsonEntries(v))
+            }
+        }
+        d.deserialize_map(Visitor)
     }
 }

@@ -176,3 +176,16 @@ fn alphabetical_patches_cover_every_gene_once() {
     assert!(s.background.is_empty());
     assert!(s.gene_counts().iter().all(|&c| c == 1));
 }
+
+/// A pathway named twice is refused (a JSON map would keep only the second silently),
+/// as the GMT reader refuses it; the background keys likewise.
+#[test]
+fn a_pathway_named_twice_in_json_is_refused() {
+    let e = json(r#"{"A": [0, 1], "B": [2], "A": [3]}"#, 4).unwrap_err();
+    assert!(e.contains("\"A\"") && e.contains("twice"), "{e}");
+    let e = json(r#"{"A": [0], "UNMAPPED": [1], "UNMAPPED": [2]}"#, 3).unwrap_err();
+    assert!(e.contains("UNMAPPED") && e.contains("twice"), "{e}");
+    // distinct names still read, in file order
+    let ok = json(r#"{"B": [0], "A": [1], "UNMAPPED": [2]}"#, 3).unwrap();
+    assert_eq!(ok.names, ["B", "A"]);
+}

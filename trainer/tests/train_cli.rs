@@ -260,6 +260,40 @@ fn bad_input_is_one_line_naming_the_file() {
         "{err}"
     );
     assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    // A feature file whose header claims 10^12 tiles (and holds no data): one line naming
+    // it, before any allocation (this aborted the process before).
+    std::fs::write(dir.join("pathways.json"), "{\"p0\": [0, 1]}").unwrap();
+    let mut header = b"\x93NUMPY\x01\x00".to_vec();
+    let mut dict =
+        b"{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000000, 8), }".to_vec();
+    while !(10 + dict.len() + 1).is_multiple_of(64) {
+        dict.push(b' ');
+    }
+    dict.push(b'\n');
+    header.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+    header.extend_from_slice(&dict);
+    std::fs::write(dir.join("features/slide03.npy"), header).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rnafm-train"))
+        .current_dir(dir)
+        .args(["train", "--csv", "ref.csv", "--features", "features"])
+        .args([
+            "--pathways",
+            "pathways.json",
+            "--genes",
+            "genes.txt",
+            "--out",
+            "run2",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("slide03.npy") && err.contains("larger than"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
 
 /// As [`train`], validating rarely, as a command with its output discarded.

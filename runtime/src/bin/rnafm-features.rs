@@ -58,14 +58,14 @@ struct Cli {
     /// Output .npy of the K x D cluster means.
     #[arg(long, default_value = "slide_features.npy")]
     out: PathBuf,
-    /// Tiles per encoder call.
-    #[arg(long, default_value_t = 32)]
+    /// Tiles per encoder call (1 to 4096).
+    #[arg(long, default_value_t = 32, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=4096))]
     batch: usize,
     /// auto (CUDA when it works, else CPU), cuda or cpu.
     #[arg(long, default_value = "auto")]
     device: DeviceChoice,
-    /// ONNX Runtime threads (0 = one per core).
-    #[arg(long, default_value_t = 0)]
+    /// ONNX Runtime threads (0 = one per core; at most 256).
+    #[arg(long, default_value_t = 0, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=rnafm_runtime::limits::MAX_THREADS as u64))]
     threads: usize,
     /// Also write timings and counts as JSON here.
     #[arg(long)]

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rnafm_runtime::limits::{MAX_SAMPLES, MAX_THREADS};
 use rnafm_runtime::ort_env::{DeviceChoice, SessionFactory, SessionOptions};
 use rnafm_runtime::run::model::{Precision, RunModel};
 use rnafm_runtime::run::outputs::{RunReport, SlideRecord};
@@ -97,14 +98,15 @@ struct RunArgs {
     /// The exported model: a .rnafm bundle (or an unpacked model folder).
     #[arg(short, long, value_name = "MODEL.rnafm", required = true)]
     model: Option<PathBuf>,
-    /// Expression profiles drawn per slide (more = tighter intervals, proportionally slower).
-    #[arg(short = 'n', long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Expression profiles drawn per slide (more = tighter intervals, proportionally slower;
+    /// 1 to 10,000).
+    #[arg(short = 'n', long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=MAX_SAMPLES as i64))]
     samples: u32,
     /// Time points of the flow integration (steps = T − 1); default: the model's (20).
     #[arg(long, value_parser = clap::value_parser!(u32).range(2..))]
     steps: Option<u32>,
     /// Guidance scale (1 = no guidance; higher follows the slide more); default: the model's (2.0).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_cfg)]
     cfg: Option<f32>,
     /// Random seed: the same seed gives the same samples.
     #[arg(long, default_value_t = 0)]
@@ -116,11 +118,11 @@ struct RunArgs {
     /// faster on CPUs with VNNI/AMX, slightly less accurate; needs rnafm-export --int8).
     #[arg(long, default_value = "fp32", value_parser = parse_precision)]
     precision: Precision,
-    /// CPU threads for ONNX Runtime (default: all cores).
-    #[arg(long, default_value_t = 0)]
+    /// CPU threads for ONNX Runtime (default: all cores; at most 256).
+    #[arg(long, default_value_t = 0, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=MAX_THREADS as u64))]
     threads: usize,
-    /// Samples integrated at once (bounds memory; does not change results).
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Samples integrated at once (bounds memory; does not change results; 1 to 10,000).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=MAX_SAMPLES as i64))]
     batch: u32,
     /// Output folder (created if needed).
     #[arg(short, long, default_value = "rnafm-out")]
@@ -158,6 +160,18 @@ struct RunArgs {
 
 fn parse_device(s: &str) -> Result<DeviceChoice, String> {
     s.parse()
+}
+
+/// A finite guidance scale.
+fn parse_cfg(s: &str) -> Result<f32, String> {
+    let v: f32 = s
+        .parse()
+        .map_err(|e| format!("`{s}` is not a number: {e}"))?;
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not a finite guidance scale"))
+    }
 }
 
 fn parse_precision(s: &str) -> Result<Precision, String> {

@@ -223,6 +223,16 @@ impl SlidePipeline {
             c.apply(z.view_mut());
         }
         let values = to_unit(z.view(), model, self.settings.fpkm);
+        // Never an "ok" table of NaN: features far outside anything the model has seen
+        // (e.g. values near 1e30) overflow inside the network.
+        if let Some(bad) = values.iter().find(|v| !v.is_finite()) {
+            return Err(Error::invalid(
+                path,
+                format!(
+                    "the model's draws are not finite ({bad}); the features lie far outside the training range (check the encoder and preprocessing)"
+                ),
+            ));
+        }
         write_genes_tsv(
             &outs.genes,
             &model.genes,

@@ -1,0 +1,188 @@
+//! Bad inputs to `rnafm-run`, as a careless or hostile user gives them: each is one line
+//! that names the file or the option, a non-zero exit, no output files for that slide, and
+//! no large allocation (each case below would have asked for gigabytes or terabytes before
+//! the size checks; they finish in well under a second now). Features that overflow the
+//! real network are checked on a real bundle in `exporter/tests/bundle_export.rs`.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use ndarray::Array2;
+
+const P: usize = 2;
+const H: usize = 4;
+const K: usize = 3;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rnafm-run"));
+    if std::env::var_os("ORT_DYLIB_PATH").is_none() {
+        c.env(
+            "ORT_DYLIB_PATH",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../.ort/libonnxruntime.so"),
+        );
+    }
+    c
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A toy model, a good slide `good.npy`, and an output folder.
+struct Setup {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        common::write_toy_model_dir(&root.join("model"), P, H, K);
+        let good = Array2::from_shape_fn((K, H), |(k, d)| (k as f32 - d as f32) * 0.3);
+        rnafm_runtime::npy::write_npy(&root.join("good.npy"), &good).unwrap();
+        Setup { _tmp: tmp, root }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    /// `rnafm-run good.npy BAD --model … --out out` plus `extra`.
+    fn run_with_good(&self, bad: &Path, extra: &[&str]) -> Output {
+        bin()
+            .arg(self.path("good.npy"))
+            .arg(bad)
+            .arg("--model")
+            .arg(self.path("model"))
+            .arg("--out")
+            .arg(self.path("out"))
+            .args(["--samples", "4", "--steps", "4", "--quiet"])
+            .args(extra)
+            .output()
+            .unwrap()
+    }
+}
+
+/// A `.npy` header (version 1) for float32 data of `shape`, padded as NumPy pads it.
+fn npy_header(shape: &str) -> Vec<u8> {
+    let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
+    let mut h = dict.into_bytes();
+    while !(10 + h.len() + 1).is_multiple_of(64) {
+        h.push(b' ');
+    }
+    h.push(b'\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(h.len() as u16).to_le_bytes());
+    out.extend_from_slice(&h);
+    out
+}
+
+/// An `.npz` with one deflated member `features.npy` holding `bytes`.
+fn npz(path: &Path, bytes: impl FnOnce(&mut dyn Write)) {
+    let file = std::fs::File::create(path).unwrap();
+    let mut zip = zip::ZipWriter::new(file);
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .large_file(true);
+    zip.start_file("features.npy", opts).unwrap();
+    bytes(&mut zip);
+    zip.finish().unwrap();
+}
+
+/// The bad slide failed on one line naming it, the good one ran, and the bad one left no
+/// output file.
+fn only_the_bad_slide_failed(s: &Setup, o: &Output, bad_stem: &str, says: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains(&format!("{bad_stem}.")))
+        .collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].contains(says), "{err}");
+    assert!(s.path("out/good.genes.tsv").is_file());
+    let left: Vec<_> = std::fs::read_dir(s.path("out"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(bad_stem))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn a_header_claiming_a_huge_shape_is_refused_without_allocating() {
+    let s = Setup::new();
+    let bad = s.path("huge.npy");
+    std::fs::write(&bad, npy_header("(1000000000000, 4)")).unwrap();
+    let o = s.run_with_good(&bad, &[]);
+    only_the_bad_slide_failed(&s, &o, "huge", "larger than");
+    // within the limits, but the data is not there
+    std::fs::write(&bad, npy_header("(1000, 4)")).unwrap();
+    let o = s.run_with_good(&bad, &["--overwrite"]);
+    only_the_bad_slide_failed(&s, &o, "huge", "truncated");
+}
+
+#[test]
+fn compressed_bombs_are_refused_before_they_inflate() {
+    let s = Setup::new();
+    // header claims 16.7 M tiles × 32: more than the values one slide may hold
+    let bomb = s.path("bomb.npz");
+    npz(&bomb, |w| {
+        w.write_all(&npy_header("(16777216, 32)")).unwrap()
+    });
+    let o = s.run_with_good(&bomb, &[]);
+    only_the_bad_slide_failed(&s, &o, "bomb", "larger than");
+    // header says 3×4 but the member inflates to 64 MiB: stopped after the declared bytes
+    let liar = s.path("liar.npz");
+    npz(&liar, |w| {
+        w.write_all(&npy_header("(3, 4)")).unwrap();
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..64 {
+            w.write_all(&zeros).unwrap();
+        }
+    });
+    let o = s.run_with_good(&liar, &["--overwrite"]);
+    only_the_bad_slide_failed(&s, &o, "liar", "more data than");
+}
+
+/// Settings that would allocate terabytes, spawn a hundred thousand threads or give NaN
+/// tables are usage errors (exit 2) naming the option, with the limit in --help.
+#[test]
+fn out_of_range_settings_are_usage_errors() {
+    let s = Setup::new();
+    for (flag, value) in [
+        ("--samples", "4294967295"),
+        ("--samples", "0"),
+        ("--batch", "4294967295"),
+        ("--threads", "100000"),
+        ("--cfg", "NaN"),
+        ("--cfg", "inf"),
+        ("--cfg=-inf", ""),
+    ] {
+        let o = bin()
+            .arg(s.path("good.npy"))
+            .arg("--model")
+            .arg(s.path("model"))
+            .arg("--out")
+            .arg(s.path("out"))
+            .arg(flag)
+            .args((!value.is_empty()).then_some(value))
+            .output()
+            .unwrap();
+        let err = stderr(&o);
+        let name = flag.split('=').next().unwrap_or(flag);
+        assert_eq!(o.status.code(), Some(2), "{flag} {value}: {err}");
+        assert!(err.contains(name), "{flag} {value}: {err}");
+        assert!(!s.path("out").exists(), "{flag} {value} wrote outputs");
+    }
+    let help = String::from_utf8_lossy(&bin().arg("--help").output().unwrap().stdout).into_owned();
+    assert!(
+        help.contains("10,000") && help.contains("at most 256"),
+        "{help}"
+    );
+}
