@@ -118,9 +118,7 @@ mod tests {
     use super::*;
     use ndarray::array;
 
-    fn close(a: f64, b: f64, tol: f64) -> bool {
-        (a - b).abs() <= tol
-    }
+    use crate::stats::close;
 
     #[test]
     fn per_gene_and_top_k_ranking() {

@@ -146,9 +146,7 @@ mod tests {
     use crate::stats::pearson;
     use ndarray::array;
 
-    fn close(a: f64, b: f64, tol: f64) -> bool {
-        (a - b).abs() <= tol
-    }
+    use crate::stats::close;
 
     #[test]
     fn oracle_comparison_of_the_oracle_itself() {

@@ -148,13 +148,15 @@ pub fn bootstrap_rows(
         .collect()
 }
 
+/// |a − b| ≤ tol (for the crate's tests).
+#[cfg(test)]
+pub(crate) fn close(a: f64, b: f64, tol: f64) -> bool {
+    (a - b).abs() <= tol
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn close(a: f64, b: f64, tol: f64) -> bool {
-        (a - b).abs() <= tol
-    }
 
     #[test]
     fn pearson_and_rmse_by_hand() {

@@ -94,9 +94,7 @@ mod tests {
     use super::*;
     use ndarray::{Array3, array};
 
-    fn close(a: f64, b: f64, tol: f64) -> bool {
-        (a - b).abs() <= tol
-    }
+    use crate::stats::close;
 
     #[test]
     fn uncertainty_on_a_known_ensemble() {

@@ -14,14 +14,7 @@ const H: usize = 4;
 const K: usize = 3;
 
 fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_rnafm-run"));
-    if std::env::var_os("ORT_DYLIB_PATH").is_none() {
-        c.env(
-            "ORT_DYLIB_PATH",
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../.ort/libonnxruntime.so"),
-        );
-    }
-    c
+    common::rnafm_run()
 }
 
 fn run(args: &[&str]) -> Output {

@@ -4,6 +4,18 @@
 //!   tokens_out = −tokens;  c = slide_emb + t;  v = reshape(tokens_out + c + bg, [B,G]).
 #![allow(dead_code)]
 
+/// `rnafm-run` with ONNX Runtime from `.ort/` unless ORT_DYLIB_PATH says otherwise.
+pub fn rnafm_run() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_rnafm-run"));
+    if std::env::var_os("ORT_DYLIB_PATH").is_none() {
+        c.env(
+            "ORT_DYLIB_PATH",
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.ort/libonnxruntime.so"),
+        );
+    }
+    c
+}
+
 // --- a minimal protobuf writer for the ONNX messages used here ---
 pub fn varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
