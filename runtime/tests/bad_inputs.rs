@@ -179,3 +179,106 @@ fn out_of_range_settings_are_usage_errors() {
         "{help}"
     );
 }
+
+/// A re-run into the same --out with settings that change the numbers would skip the
+/// finished slides and then describe them wrongly in run.json: refused (exit 2, naming
+/// run.json and --overwrite), files untouched; the same settings skip; --overwrite redoes.
+#[test]
+fn a_rerun_with_other_settings_is_refused_not_mixed() {
+    let s = Setup::new();
+    let run = |extra: &[&str]| {
+        bin()
+            .arg(s.path("good.npy"))
+            .arg("--model")
+            .arg(s.path("model"))
+            .arg("--out")
+            .arg(s.path("out"))
+            .args(["--steps", "4", "--quiet"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = run(&["--samples", "4"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let genes = std::fs::read(s.path("out/good.genes.tsv")).unwrap();
+    let report = std::fs::read(s.path("out/run.json")).unwrap();
+    for other in [&["--samples", "5"][..], &["--samples", "4", "--seed", "3"]] {
+        let o = run(other);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{other:?}: {err}");
+        assert!(
+            err.contains("run.json") && err.contains("--overwrite"),
+            "{err}"
+        );
+        assert_eq!(
+            err.lines().filter(|l| l.contains("run.json")).count(),
+            1,
+            "{err}"
+        );
+        assert_eq!(std::fs::read(s.path("out/good.genes.tsv")).unwrap(), genes);
+        assert_eq!(std::fs::read(s.path("out/run.json")).unwrap(), report);
+    }
+    // the same settings (another batch size and thread count change nothing): skipped
+    let o = run(&["--samples", "4", "--batch", "2", "--threads", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("skipped"));
+    let o = run(&["--samples", "5", "--overwrite"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(s.path("out/run.json")).unwrap()).unwrap();
+    assert_eq!(r["samples"], 5);
+}
+
+/// A temporary file that a killed run left in --out is removed by the next run.
+#[test]
+fn temporary_files_of_a_killed_run_are_cleaned_up() {
+    let s = Setup::new();
+    std::fs::create_dir_all(s.path("out")).unwrap();
+    // (no process has this PID: Linux caps PIDs at 2^22)
+    let stale = s.path("out/.rnafm-4000000000-x1y2.tmp");
+    std::fs::write(&stale, b"").unwrap();
+    let o = bin()
+        .arg(s.path("good.npy"))
+        .arg("--model")
+        .arg(s.path("model"))
+        .arg("--out")
+        .arg(s.path("out"))
+        .args(["--samples", "2", "--steps", "3", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stale.exists());
+    let left: Vec<_> = std::fs::read_dir(s.path("out"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// An output name the file system cannot hold (here `.genes.tsv` fits in 255 bytes but
+/// `.pathways.tsv` does not) fails the slide on one line and leaves none of its files.
+#[test]
+fn a_slide_whose_outputs_cannot_all_be_written_leaves_none() {
+    let s = Setup::new();
+    let stem = "x".repeat(244);
+    let long = s.path(&format!("{stem}.npy"));
+    std::fs::copy(s.path("good.npy"), &long).unwrap();
+    let o = s.run_with_good(&long, &[]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err.lines().filter(|l| l.contains(&stem)).count(),
+        1,
+        "{err}"
+    );
+    let left: Vec<_> = std::fs::read_dir(s.path("out"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("xxxx") || n.ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(s.path("out/good.genes.tsv").is_file());
+}

@@ -292,22 +292,8 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         encoder_path: args.encoder.clone(),
     };
     let mut pipeline = SlidePipeline::new(model, encoder, params, settings);
-
-    let bar = ProgressBar::new((pipeline.steps_per_slide() * slides.len()) as u64);
-    if args.quiet || args.format == Format::Json {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    bar.set_style(
-        ProgressStyle::with_template("{msg:20!} [{bar:30}] {percent:>3}% {elapsed} / ~{duration}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    let records = pipeline.run_all(&slides, &args.out, &Bar(&bar));
-    bar.finish_and_clear();
-    let failed = records.iter().filter(|r| r.error.is_some()).count();
-
     let model = &pipeline.model;
-    let report = RunReport {
+    let mut report = RunReport {
         rnafm_version: env!("CARGO_PKG_VERSION").into(),
         onnxruntime_library: rnafm_runtime::ort_env::library_path()
             .map(|p| p.display().to_string()),
@@ -324,9 +310,39 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         unit: pipeline.unit().into(),
         calibration: pipeline.calibration.clone(),
         load_seconds,
-        total_seconds: t0.elapsed().as_secs_f64(),
-        slides: records,
+        total_seconds: 0.0,
+        slides: Vec::new(),
     };
+    // Finished slides are skipped; that is only right if they were made the same way, or
+    // run.json (rewritten below) would describe files it did not make.
+    let run_json = args.out.join("run.json");
+    if !args.overwrite && run_json.is_file() {
+        let before = RunReport::read(&run_json)?;
+        if before.output_settings() != report.output_settings() {
+            return Err(Usage(format!(
+                "{}: the outputs there were made with {}; this run would make {} (pass --overwrite to redo them, or use another --out)",
+                run_json.display(),
+                before.output_settings(),
+                report.output_settings()
+            ))
+            .into());
+        }
+    }
+    rnafm_runtime::atomic::remove_stale_temp_files(&args.out);
+
+    let bar = ProgressBar::new((pipeline.steps_per_slide() * slides.len()) as u64);
+    if args.quiet || args.format == Format::Json {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        ProgressStyle::with_template("{msg:20!} [{bar:30}] {percent:>3}% {elapsed} / ~{duration}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    report.slides = pipeline.run_all(&slides, &args.out, &Bar(&bar));
+    bar.finish_and_clear();
+    let failed = report.slides.iter().filter(|r| r.error.is_some()).count();
+    report.total_seconds = t0.elapsed().as_secs_f64();
     report.write(&args.out.join("run.json"))?;
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),

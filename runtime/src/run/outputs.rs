@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use ndarray::ArrayView2;
 
 use crate::atomic::write_atomic;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::pathways::PathwaySet;
 use crate::run::summary::{Stats, column_stats, pathway_scores};
 
@@ -152,6 +152,32 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    pub fn read(path: &Path) -> Result<RunReport> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        serde_json::from_str(&text)
+            .map_err(|e| Error::invalid(path, format!("not an rnafm-run run.json: {e}")))
+    }
+
+    /// The settings that decide the numbers in the output files, in words (device, threads
+    /// and batch do not: outputs are the same whatever they are).
+    pub fn output_settings(&self) -> String {
+        format!(
+            "model {}, {} samples, {} time points, guidance {}, seed {}, {}, {}, {}",
+            self.model_sha256.get(..12).unwrap_or(&self.model_sha256),
+            self.samples,
+            self.steps,
+            self.cfg,
+            self.seed,
+            self.precision,
+            self.unit,
+            if self.calibration.applied {
+                "calibrated"
+            } else {
+                "uncalibrated"
+            }
+        )
+    }
+
     pub fn write(&self, path: &Path) -> Result<()> {
         write_atomic(path, |w| {
             serde_json::to_writer_pretty(&mut *w, self).map_err(std::io::Error::other)?;

@@ -233,13 +233,27 @@ impl SlidePipeline {
                 ),
             ));
         }
-        write_genes_tsv(
-            &outs.genes,
-            &model.genes,
-            values.view(),
-            model.cv_r.as_deref(),
-        )?;
-        write_pathways_tsv(&outs.pathways, z.view(), &model.pathways)?;
+        let written = self.write_outputs(outs, z.view(), values.view());
+        if written.is_err() {
+            // All of a slide's files or none: a failure part-way (a name too long for the file
+            // system, a full disk) must not leave some of them.
+            for p in [&outs.genes, &outs.pathways, &outs.samples] {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        written
+    }
+
+    /// The slide's files from its draws `z` (z units) and `values` (the reported unit).
+    fn write_outputs(
+        &self,
+        outs: &SlideOutputs,
+        z: ArrayView2<'_, f32>,
+        values: ArrayView2<'_, f32>,
+    ) -> Result<()> {
+        let model = &self.model;
+        write_genes_tsv(&outs.genes, &model.genes, values, model.cv_r.as_deref())?;
+        write_pathways_tsv(&outs.pathways, z, &model.pathways)?;
         if self.settings.save_samples {
             crate::npy::write_npy(&outs.samples, &values)?;
         }
