@@ -408,3 +408,49 @@ fn overflowing_features_fail_their_slide() {
     assert_eq!(pipeline.process_slide(&ok, &out, &Silent).status, "ok");
     assert!(out.join("ok.genes.tsv").is_file());
 }
+
+/// A bundle unpacked into a folder (`unzip model.rnafm -d model/`) runs as the bundle does,
+/// with its members checked against the manifest: an altered member is refused by name.
+#[test]
+fn an_unpacked_bundle_runs_and_is_still_checked() {
+    use rnafm_runtime::run::model::{Precision, RunModel};
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("small.rnafm");
+    export(&bundle);
+    let unpacked = dir.path().join("small");
+    zip::ZipArchive::new(std::fs::File::open(&bundle).unwrap())
+        .unwrap()
+        .extract(&unpacked)
+        .unwrap();
+    let opts = || SessionOptions {
+        device: DeviceChoice::Cpu,
+        threads: 1,
+    };
+    let params = SampleParams {
+        samples: 3,
+        steps: 5,
+        cfg: 2.0,
+        seed: 1,
+        batch: 3,
+    };
+    let f = ndarray::Array2::from_shape_fn((8, 48), |(i, j)| ((i * 48 + j) as f32 * 0.37).sin());
+    let mut draws = Vec::new();
+    for p in [&bundle, &unpacked] {
+        let mut m = RunModel::open_with(p, opts(), Precision::Fp32).unwrap();
+        assert_eq!(m.genes.len(), 600);
+        draws.push(m.graphs.sample(f.view(), 600, &params, &mut || {}).unwrap());
+    }
+    assert_eq!(draws[0], draws[1]);
+    assert!(rnafm_runtime::run::model::describe(&unpacked, false).is_ok());
+    // one byte of one member changed
+    let member = unpacked.join("heads.onnx");
+    let mut bytes = std::fs::read(&member).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&member, bytes).unwrap();
+    let e = match RunModel::open_with(&unpacked, opts(), Precision::Fp32) {
+        Ok(_) => panic!("an altered member was accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("heads.onnx") && e.contains("corrupt"), "{e}");
+}

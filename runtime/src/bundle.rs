@@ -126,6 +126,55 @@ impl Bundle {
         })
     }
 
+    /// A bundle as a `.rnafm` zip, or unpacked into a folder (`manifest.json` beside its
+    /// members, e.g. after `unzip model.rnafm -d model/`).
+    pub fn open_any(path: &Path) -> Result<Bundle> {
+        if Self::is_unpacked(path) {
+            Self::open_dir(path)
+        } else {
+            Self::open(path)
+        }
+    }
+
+    /// Whether `path` is a folder holding an unpacked bundle.
+    pub fn is_unpacked(path: &Path) -> bool {
+        path.is_dir() && path.join(MANIFEST).is_file()
+    }
+
+    /// An unpacked bundle: every member the manifest lists is read from the folder and
+    /// checked against its sha256, as in the zip; other files in the folder are ignored.
+    pub fn open_dir(dir: &Path) -> Result<Bundle> {
+        let mpath = dir.join(MANIFEST);
+        let mbytes = std::fs::read(&mpath).map_err(|e| Error::io(&mpath, e))?;
+        let manifest = Manifest::from_json(&mbytes, &mpath)?;
+        let mut members = BTreeMap::new();
+        for (name, want) in &manifest.members {
+            check_member_name(name, dir)?;
+            let p = dir.join(name);
+            let len = std::fs::metadata(&p).map_err(|e| Error::io(&p, e))?.len();
+            if len > MAX_MEMBER_BYTES {
+                return Err(Error::invalid(
+                    &p,
+                    format!("bundle member is {len} bytes, over the {MAX_MEMBER_BYTES}-byte limit"),
+                ));
+            }
+            let bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
+            let got = sha256_hex(&bytes);
+            if !got.eq_ignore_ascii_case(want) {
+                return Err(Error::invalid(
+                    dir,
+                    format!("bundle member {name} is corrupt (sha256 {got}, manifest says {want})"),
+                ));
+            }
+            members.insert(name.clone(), bytes);
+        }
+        Ok(Bundle {
+            path: dir.to_path_buf(),
+            manifest,
+            members,
+        })
+    }
+
     /// Bytes of a member (verified at open); an error names the bundle if it is absent.
     pub fn member(&self, name: &str) -> Result<&[u8]> {
         self.members

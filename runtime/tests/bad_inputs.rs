@@ -282,3 +282,26 @@ fn a_slide_whose_outputs_cannot_all_be_written_leaves_none() {
     assert!(left.is_empty(), "{left:?}");
     assert!(s.path("out/good.genes.tsv").is_file());
 }
+
+/// An --out that cannot be a folder is one line, before any slide runs.
+#[test]
+fn an_unusable_out_folder_is_one_line() {
+    let s = Setup::new();
+    std::fs::write(s.path("file"), b"x").unwrap();
+    let o = bin()
+        .arg(s.path("good.npy"))
+        .arg("--model")
+        .arg(s.path("model"))
+        .arg("--out")
+        .arg(s.path("file/out"))
+        .args(["--samples", "2", "--steps", "3", "--quiet"])
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err.lines().filter(|l| l.contains("file/out")).count(),
+        1,
+        "{err}"
+    );
+}

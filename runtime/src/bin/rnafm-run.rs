@@ -328,6 +328,9 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             .into());
         }
     }
+    // An unusable --out is one error before any slide runs, not one per slide and again for
+    // run.json.
+    std::fs::create_dir_all(&args.out).map_err(|e| rnafm_runtime::Error::io(&args.out, e))?;
     rnafm_runtime::atomic::remove_stale_temp_files(&args.out);
 
     let bar = ProgressBar::new((pipeline.steps_per_slide() * slides.len()) as u64);

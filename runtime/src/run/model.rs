@@ -186,7 +186,7 @@ impl RunModel {
     /// As [`RunModel::open`], with the per-step graphs at `precision` (int8 needs a bundle
     /// exported with `--int8`).
     pub fn open_with(path: &Path, options: SessionOptions, precision: Precision) -> Result<Self> {
-        if path.is_dir() {
+        if path.is_dir() && !Bundle::is_unpacked(path) {
             if precision != Precision::Fp32 {
                 return Err(Error::invalid(
                     path,
@@ -199,11 +199,16 @@ impl RunModel {
         }
         // The whole-file hash (for run.json) is a second pass over ~1 GB at paper size; take
         // it on another thread while the bundle is read and the sessions are built.
+        // An unpacked bundle is identified by its manifest, which holds every member's hash.
         let hash = {
-            let p = path.to_path_buf();
+            let p = if Bundle::is_unpacked(path) {
+                path.join(MANIFEST)
+            } else {
+                path.to_path_buf()
+            };
             std::thread::spawn(move || file_sha256(&p))
         };
-        let mut bundle = Bundle::open(path)?;
+        let mut bundle = Bundle::open_any(path)?;
         if bundle.member_names().all(|n| n != MODULATION) {
             // Bundles before the modulation graph computed the adaLN modulations per step.
             return Err(Error::invalid(
@@ -410,8 +415,8 @@ impl RunModel {
 
 /// The model in words (or its spec as JSON).
 pub fn describe(path: &Path, json: bool) -> Result<String> {
-    if !path.is_dir() {
-        let bundle = Bundle::open(path)?;
+    if !path.is_dir() || Bundle::is_unpacked(path) {
+        let bundle = Bundle::open_any(path)?;
         let m = &bundle.manifest;
         if json {
             return Ok(String::from_utf8_lossy(&m.to_json()).into_owned());
