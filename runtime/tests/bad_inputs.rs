@@ -151,6 +151,8 @@ fn out_of_range_settings_are_usage_errors() {
     for (flag, value) in [
         ("--samples", "4294967295"),
         ("--samples", "0"),
+        ("--samples", "-1"),
+        ("--steps", "-3"),
         ("--batch", "4294967295"),
         ("--threads", "100000"),
         ("--cfg", "NaN"),

@@ -24,7 +24,7 @@ use rnafm_runtime::weights::WeightMap;
 /// (--weights takes a safetensors state_dict or a PyTorch .pt/.pth: a state_dict, or a
 /// training checkpoint holding `ema`/`model`, EMA preferred unless --raw.)
 #[derive(Parser)]
-#[command(version, about, long_about)]
+#[command(version, about, long_about, allow_negative_numbers = true)]
 struct Args {
     /// Trainer checkpoint folder: model.json, ema.safetensors (or model.safetensors with
     /// --raw), optional metrics.json. An official .pt/.safetensors file here is the same

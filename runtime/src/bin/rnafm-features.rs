@@ -40,7 +40,7 @@ const DEFAULT_TILE_MPP: f64 = 0.5;
 const DEFAULT_TILE: u32 = 256;
 
 #[derive(Parser, Debug)]
-#[command(name = "rnafm-features", version, about = "Whole-slide image -> K x D cluster features for rnafm-run.", long_about = LONG_ABOUT)]
+#[command(name = "rnafm-features", allow_negative_numbers = true, version, about = "Whole-slide image -> K x D cluster features for rnafm-run.", long_about = LONG_ABOUT)]
 struct Cli {
     /// The slide (.svs, .tif, .tiff).
     slide: PathBuf,

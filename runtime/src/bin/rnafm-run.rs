@@ -49,6 +49,7 @@ is reported on one line and skipped; the exit code is then 1. Usage errors exit 
 
 #[derive(Parser, Debug)]
 #[command(
+    allow_negative_numbers = true,
     name = "rnafm-run",
     version,
     about = ABOUT,

@@ -62,9 +62,11 @@ enum Command {
     },
     /// Train with patient-level k-fold cross-validation; writes per-fold checkpoints,
     /// splits.json, metrics.json and metrics.txt under --out.
+    #[command(allow_negative_numbers = true)]
     Train(Box<TrainArgs>),
     /// Time training steps (forward, backward, clip, AdamW, EMA) at a model size on
     /// synthetic inputs; prints a table and writes JSON.
+    #[command(allow_negative_numbers = true)]
     Bench(BenchArgs),
     /// Same as `rnafm-eval synth` (kept for one release).
     #[command(hide = true, disable_help_flag = true)]
@@ -80,6 +82,7 @@ enum Command {
     Report(EvalAlias),
     /// Draw expression profiles from a checkpoint with the burn sampler (CPU), written as
     /// rnafm-run writes them; for models the ONNX exporter cannot take.
+    #[command(allow_negative_numbers = true)]
     Sample(SampleArgs),
 }
 

@@ -29,15 +29,19 @@ struct Cli {
 enum Command {
     /// Score predictions against measured expression: per-gene r and RMSE (all genes and
     /// top-k), interval coverage, Gaussian NLL, CRPS, Spearman(var, |error|), oracle.
+    #[command(allow_negative_numbers = true)]
     Evaluate(args::EvaluateArgs),
     /// Fit interval calibration factors on rnafm-run draws of validation slides (not the
     /// evaluation slides); rnafm-export stores them in the bundle.
+    #[command(allow_negative_numbers = true)]
     Calibrate(args::CalibrateArgs),
     /// Put several evaluations (model, baseline, ablations) and the oracle in one table
     /// with checks; writes summary.md and PNG plots.
+    #[command(allow_negative_numbers = true)]
     Report(args::ReportArgs),
     /// Write a known-truth synthetic cohort in the real formats (reference CSV, one
     /// features .npy per slide, pathway JSON, gene list) plus its oracle.
+    #[command(allow_negative_numbers = true)]
     Synth(args::SynthArgs),
 }
 
