@@ -21,6 +21,15 @@ pub const FOLDER_MEMBERS: [&str; 6] = [
     HEADS,
     NULL_SLIDE_EMB,
 ];
+/// The inputs each graph takes, by name: what the sampler feeds it. A member whose graph
+/// has other inputs is not that graph (a damaged or altered bundle).
+pub const GRAPH_INPUTS: [(&str, &[&str]); 5] = [
+    (CONDITION, &["features"]),
+    (MODULATION, &["t", "slide_emb"]),
+    (EMBED, &["x"]),
+    (BACKBONE, &["tokens", "block_mod"]),
+    (HEADS, &["tokens_out", "bg_token", "head_mod", "bg_mod"]),
+];
 /// Optional int8 variants of the per-step graphs (`rnafm-export --int8`).
 pub const EMBED_INT8: &str = "embed.int8.onnx";
 pub const BACKBONE_INT8: &str = "backbone.int8.onnx";

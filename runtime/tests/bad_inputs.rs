@@ -307,3 +307,26 @@ fn an_unusable_out_folder_is_one_line() {
         "{err}"
     );
 }
+
+/// A model whose graphs are valid ONNX but in the wrong places (two members swapped) is
+/// refused once, at load, naming the model and the member, not once per slide.
+#[test]
+fn swapped_graphs_are_blamed_on_the_model_once() {
+    let s = Setup::new();
+    let model = s.path("model");
+    let embed = std::fs::read(model.join("embed.onnx")).unwrap();
+    let backbone = std::fs::read(model.join("backbone.onnx")).unwrap();
+    std::fs::write(model.join("embed.onnx"), backbone).unwrap();
+    std::fs::write(model.join("backbone.onnx"), embed).unwrap();
+    let other = s.path("other.npy");
+    std::fs::copy(s.path("good.npy"), &other).unwrap();
+    let o = s.run_with_good(&other, &[]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("model") && err.contains("embed.onnx is not the embed graph"),
+        "{err}"
+    );
+    assert!(!s.path("out").exists());
+}

@@ -96,11 +96,16 @@ pub fn load_graphs<'a>(
     mut member: impl FnMut(&str) -> Result<&'a [u8]>,
 ) -> Result<(FlowGraphs, Device, usize)> {
     let mut factory = SessionFactory::new(options)?;
-    let condition = factory.session(member(CONDITION)?, CONDITION)?;
-    let modulation = factory.session(member(MODULATION)?, MODULATION)?;
-    let embed = factory.session(member(EMBED)?, EMBED)?;
-    let backbone = factory.session(member(BACKBONE)?, BACKBONE)?;
-    let heads = factory.session(member(HEADS)?, HEADS)?;
+    let mut session = |name: &str| -> Result<ort::session::Session> {
+        let s = factory.session(member(name)?, name)?;
+        check_graph_inputs(origin, name, &s)?;
+        Ok(s)
+    };
+    let condition = session(CONDITION)?;
+    let modulation = session(MODULATION)?;
+    let embed = session(EMBED)?;
+    let backbone = session(BACKBONE)?;
+    let heads = session(HEADS)?;
     let null = crate::npy::parse_float_npy(member(NULL_SLIDE_EMB)?, origin, Some(NULL_SLIDE_EMB))?;
     let null = null
         .into_dimensionality::<Ix2>()
@@ -125,6 +130,30 @@ pub fn load_graphs<'a>(
         device,
         factory.threads(),
     ))
+}
+
+/// The graph loaded as `name` takes the inputs the contract gives that graph; otherwise the
+/// model (not a slide) is at fault, and the error says so once, at load.
+fn check_graph_inputs(origin: &Path, name: &str, session: &ort::session::Session) -> Result<()> {
+    let want = GRAPH_INPUTS
+        .iter()
+        .find(|(g, _)| *g == name)
+        .map(|(_, inputs)| *inputs)
+        .unwrap_or(&[]);
+    let mut got: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
+    got.sort_unstable();
+    let mut sorted = want.to_vec();
+    sorted.sort_unstable();
+    if got != sorted {
+        return Err(Error::invalid(
+            origin,
+            format!(
+                "{name} is not the {} graph (inputs {got:?}, expected {want:?}): the model is damaged or was altered; export it again",
+                name.trim_end_matches(".onnx")
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// sha256 (hex) of a file.
