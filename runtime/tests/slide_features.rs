@@ -406,3 +406,81 @@ fn corrupt_tile_is_skipped_and_counted() {
         .unwrap_or_else(|| panic!("no count in {err}"));
     assert!((1..=9).contains(&n), "{n} corrupt tiles: {err}");
 }
+
+/// A slide cut short (an interrupted download) is refused whole on one line, naming where
+/// the data should end, instead of reading the missing tiles as blank.
+#[test]
+fn truncated_slide_is_one_line_error() {
+    let slide = test_slide().expect("the test slide (scripts/fetch-test-slide)");
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(&slide).unwrap();
+    // where the tile data of the tiled images ends (the directories come before it)
+    let end = {
+        let mut d = tiff::decoder::Decoder::new(std::io::Cursor::new(&bytes)).unwrap();
+        let mut end = 0u64;
+        loop {
+            if let (Ok(offs), Ok(lens)) = (
+                d.get_tag_u64_vec(tiff::tags::Tag::TileOffsets),
+                d.get_tag_u64_vec(tiff::tags::Tag::TileByteCounts),
+            ) {
+                end = end.max(offs.iter().zip(&lens).map(|(o, l)| o + l).max().unwrap());
+            }
+            if !d.more_images() {
+                break;
+            }
+            d.next_image().unwrap();
+        }
+        end as usize
+    };
+    let cut = dir.path().join("cut.svs");
+    std::fs::write(&cut, &bytes[..end - 1000]).unwrap();
+    let model = dir.path().join("enc.onnx");
+    std::fs::write(&model, tiny_encoder(8)).unwrap();
+    let o = features_bin()
+        .arg(&cut)
+        .args(["--encoder", model.to_str().unwrap(), "--device", "cpu"])
+        .args(["--out", dir.path().join("f.npy").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("cut.svs") && err.contains("truncated") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+    assert!(!dir.path().join("f.npy").exists());
+
+    // The directories intact but a tile's data reaching past the end of the file (what a
+    // file cut inside its tile data looks like when the directories come first): the
+    // first level-0 tile's byte count in IFD0 is made to end past the last byte.
+    let mut patched = bytes.clone();
+    let u16_at = |b: &[u8], i: usize| u16::from_le_bytes([b[i], b[i + 1]]) as usize;
+    let u32_at = |b: &[u8], i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
+    assert_eq!(&bytes[..2], b"II", "a little-endian classic TIFF");
+    let ifd = u32_at(&bytes, 4) as usize;
+    let entry = (0..u16_at(&bytes, ifd))
+        .map(|k| ifd + 2 + 12 * k)
+        .find(|&e| u16_at(&bytes, e) == 325) // TileByteCounts
+        .expect("IFD0 has tile byte counts");
+    assert_eq!(u16_at(&bytes, entry + 2), 4, "LONG byte counts");
+    let values = u32_at(&bytes, entry + 8) as usize;
+    patched[values..values + 4].copy_from_slice(&(bytes.len() as u32).to_le_bytes());
+    let long = dir.path().join("long.svs");
+    std::fs::write(&long, &patched).unwrap();
+    let o = features_bin()
+        .arg(&long)
+        .args(["--encoder", model.to_str().unwrap(), "--device", "cpu"])
+        .args(["--out", dir.path().join("g.npy").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("long.svs")
+            && err.contains("truncated")
+            && err.contains("tile 0 ends at byte")
+            && err.trim().lines().count() == 1,
+        "{err}"
+    );
+    assert!(!dir.path().join("g.npy").exists());
+}

@@ -65,8 +65,30 @@ enum Chunk {
     Bad(String),
 }
 
+/// The chunk (tile or strip) of the current image whose data ends last, and that end, from
+/// its offsets and byte counts; `None` when the tags cannot be read (the decoder reports that
+/// itself when the chunk is read).
+fn data_end(decoder: &mut Decoder<BufReader<File>>, tiled: bool) -> Option<(usize, u64)> {
+    let (offsets, counts) = if tiled {
+        (Tag::TileOffsets, Tag::TileByteCounts)
+    } else {
+        (Tag::StripOffsets, Tag::StripByteCounts)
+    };
+    let offsets = decoder.get_tag_u64_vec(offsets).ok()?;
+    let counts = decoder.get_tag_u64_vec(counts).ok()?;
+    offsets
+        .iter()
+        .zip(&counts)
+        .map(|(&o, &c)| o.saturating_add(c))
+        .enumerate()
+        .max_by_key(|&(_, e)| e)
+}
+
 fn tiff_err(path: &Path, what: &str, e: tiff::TiffError) -> Error {
     match e {
+        tiff::TiffError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Error::invalid(path, format!("truncated: the file ends early ({what})"))
+        }
         tiff::TiffError::IoError(io) => Error::io(path, io),
         e => Error::invalid(path, format!("{what}: {e}")),
     }
@@ -76,6 +98,7 @@ impl Slide {
     /// Opens `path` and reads the structure of every image in it.
     pub fn open(path: &Path) -> Result<Slide> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
         let mut decoder = Decoder::new(BufReader::new(file))
             .map_err(|e| tiff_err(path, "not a readable TIFF", e))?;
         let mut images = Vec::new();
@@ -101,7 +124,8 @@ impl Slide {
                 .unwrap_or(1);
             let color = decoder.colortype();
             let (cw, ch) = decoder.chunk_dimensions();
-            images.push((ifd, width, height, tiled, planar, color, cw, ch));
+            let end = data_end(&mut decoder, tiled);
+            images.push((ifd, width, height, tiled, planar, color, cw, ch, end));
             if !decoder.more_images() {
                 break;
             }
@@ -117,7 +141,7 @@ impl Slide {
         }
         let aspect0 = w0 as f64 / h0 as f64;
         let mut levels = Vec::new();
-        for (i, &(ifd, width, height, tiled, planar, ref color, cw, ch)) in
+        for (i, &(ifd, width, height, tiled, planar, ref color, cw, ch, end)) in
             images.iter().enumerate()
         {
             // Level 0 is the first image; further levels are tiled images of the same shape
@@ -136,6 +160,17 @@ impl Slide {
                 }
             };
             check_color(path, &what, color, planar)?;
+            // A copy cut short (an interrupted download) would otherwise read the missing
+            // tiles as nothing: refuse it whole.
+            if let Some((chunk, end)) = end.filter(|&(_, e)| e > file_len) {
+                return Err(Error::invalid(
+                    path,
+                    format!(
+                        "truncated: {what} {} {chunk} ends at byte {end}, the file has {file_len} bytes",
+                        if tiled { "tile" } else { "strip" }
+                    ),
+                ));
+            }
             let downsample = (w0 as f64 / width as f64 + h0 as f64 / height as f64) / 2.0;
             levels.push(Level {
                 ifd,
