@@ -1,9 +1,16 @@
 #!/usr/bin/env python3
 """Writes a training-checkpoint-style torch.save file without torch, for import tests.
 
-Usage: torch-nested-checkpoint.py STATE_DICT.pt OUT.pt
+Usage: torch-nested-checkpoint.py STATE_DICT.pt OUT.pt [MODE]
 
-Reads a torch.save (zip) state_dict and writes {"model": state_dict with every float
+MODE (default nested) picks the layout written:
+  nested      {"model", "ema", "epoch", "args"} (below)
+  module      the state_dict with every key prefixed "module." (DataParallel)
+  state_dict  {"state_dict": state_dict, "epoch": 7}
+  ema-only    {"ema": state_dict, "epoch": 7}
+  big-endian  the state_dict, with the archive's byteorder record saying "big"
+
+Reads a torch.save (zip) state_dict and writes (nested) {"model": state_dict with every float
 parameter scaled by 2 (buffers: empty_cond, *mask, kept), "ema": the state_dict unchanged, "epoch": 7, "args": {...}} in the same
 layout torch.save uses: pickle protocol 2 with persistent ids
 ('storage', FloatStorage, key, 'cpu', numel) and the storages as <name>/data/<key>.
@@ -111,18 +118,30 @@ def main():
     }
     sd = Reader(io.BytesIO(zin.read(pkl))).load()
     extra = {}
-    ckpt = {
-        "model": fix(sd, True, storages, extra),
-        "ema": fix(sd, False, storages, extra),
-        "epoch": 7,
-        "args": {"hidden": 64, "note": "written by torch-nested-checkpoint.py"},
-    }
+    mode = sys.argv[3] if len(sys.argv) > 3 else "nested"
+    if mode == "nested":
+        ckpt = {
+            "model": fix(sd, True, storages, extra),
+            "ema": fix(sd, False, storages, extra),
+            "epoch": 7,
+            "args": {"hidden": 64, "note": "written by torch-nested-checkpoint.py"},
+        }
+    elif mode == "module":
+        ckpt = {"module." + k: v for k, v in fix(sd, False, storages, extra).items()}
+    elif mode == "state_dict":
+        ckpt = {"state_dict": fix(sd, False, storages, extra), "epoch": 7}
+    elif mode == "ema-only":
+        ckpt = {"ema": fix(sd, False, storages, extra), "epoch": 7}
+    elif mode == "big-endian":
+        ckpt = fix(sd, False, storages, extra)
+    else:
+        sys.exit(f"unknown mode {mode}")
     buf = io.BytesIO()
     Writer(buf, protocol=2).dump(ckpt)
     name = "archive/"
     with zipfile.ZipFile(dst + ".tmp", "w", zipfile.ZIP_STORED) as z:
         z.writestr(name + "data.pkl", buf.getvalue())
-        z.writestr(name + "byteorder", "little")
+        z.writestr(name + "byteorder", "big" if mode == "big-endian" else "little")
         z.writestr(name + ".format_version", "1")
         for k, v in {**storages, **extra}.items():
             z.writestr(name + "data/" + k, v)

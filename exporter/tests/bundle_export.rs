@@ -149,7 +149,6 @@ fn exported_bundle_opens_and_reproduces_its_self_test() {
         / expected.len() as f32;
     assert!(moved > 0.1, "mean |draw − starting noise| {moved}");
 
-
     // The real graphs (feature-major products, fused attention) give each sample the same
     // numbers whatever the batch or thread count.
     let params = SampleParams {

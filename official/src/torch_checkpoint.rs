@@ -34,6 +34,7 @@ fn candidates(set: WeightSet) -> &'static [&'static str] {
 
 /// Reads the state_dict of the PyTorch checkpoint at `path` (see the module doc).
 pub fn read(path: &Path, set: WeightSet) -> Result<WeightMap> {
+    refuse_big_endian(path)?;
     let reader = PytorchReader::new(path).map_err(|e| {
         Error::invalid(
             path,
@@ -44,6 +45,37 @@ pub fn read(path: &Path, set: WeightSet) -> Result<WeightMap> {
         )
     })?;
     select(reader.into_tensors(), set, path)
+}
+
+/// A torch.save archive records the byte order of its tensor data; burn-store reads the
+/// data as little-endian whatever it says, so a big-endian file would give byte-swapped
+/// weights. Refused instead (legacy non-zip files carry no such record).
+fn refuse_big_endian(path: &Path) -> Result<()> {
+    use std::io::Read;
+    let Ok(file) = std::fs::File::open(path) else {
+        return Ok(()); // the reader reports it
+    };
+    let Ok(mut zip) = zip::ZipArchive::new(file) else {
+        return Ok(());
+    };
+    let Some(name) = zip
+        .file_names()
+        .filter_map(|n| n.ok().map(|n| n.into_owned()))
+        .find(|n| n == "byteorder" || n.ends_with("/byteorder"))
+    else {
+        return Ok(());
+    };
+    let mut order = String::new();
+    if let Ok(mut f) = zip.by_name(&name) {
+        let _ = f.take(16).read_to_string(&mut order);
+    }
+    if order.trim() == "big" {
+        return Err(Error::invalid(
+            path,
+            "a big-endian torch.save (its byteorder record says \"big\"): save the state_dict again on a little-endian machine",
+        ));
+    }
+    Ok(())
 }
 
 /// Picks the state_dict out of the flattened (dot-joined) tensor names of a checkpoint.

@@ -61,17 +61,113 @@ fn import(file: &Path, pathways: &Path, out: &Path, extra: &[&str]) -> (bool, St
 /// The nested `{"model": 2×parameters, "ema": weights, "epoch", "args"}` checkpoint, written
 /// in torch.save's layout by scripts/torch-nested-checkpoint.py (stdlib Python only).
 fn nested_checkpoint(dir: &Path) -> PathBuf {
-    let out = dir.join("val_best.pt");
+    checkpoint_as(dir, "nested", "val_best.pt")
+}
+
+/// The fixture's model.pt rewritten in another torch.save layout (see the script's MODE).
+fn checkpoint_as(dir: &Path, mode: &str, name: &str) -> PathBuf {
+    let out = dir.join(name);
     let script =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/torch-nested-checkpoint.py");
     let st = Command::new("python3")
         .arg(script)
         .arg(fixture().join("model.pt"))
         .arg(&out)
+        .arg(mode)
         .status()
-        .expect("python3 is needed to write the nested checkpoint");
+        .expect("python3 is needed to write the checkpoint");
     assert!(st.success());
     out
+}
+
+/// Every tensor of `got` is the official one, and nothing is missing or extra.
+fn assert_official(got: &WeightMap, what: &str) {
+    let want = official();
+    assert_eq!(
+        got.tensors.keys().collect::<Vec<_>>(),
+        want.tensors.keys().collect::<Vec<_>>(),
+        "{what}"
+    );
+    for (name, t) in &want.tensors {
+        assert_eq!(&got.tensors[name], t, "{what}: {name}");
+    }
+}
+
+/// The layouts the README promises to read give exactly the official weights: a
+/// DataParallel `module.` prefix, a `state_dict` key, an `ema`-only checkpoint, and files
+/// whose extension says nothing (told apart by their first bytes).
+#[test]
+fn documented_layouts_give_the_official_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    for mode in ["module", "state_dict", "ema-only"] {
+        let pt = checkpoint_as(d, mode, &format!("{mode}.pt"));
+        assert_official(&read_official_weights(&pt, WeightSet::Ema).unwrap(), mode);
+    }
+    let sniffed_torch = d.join("weights.unknown");
+    std::fs::copy(fixture().join("model.pt"), &sniffed_torch).unwrap();
+    assert_official(
+        &read_official_weights(&sniffed_torch, WeightSet::Ema).unwrap(),
+        "torch.save under another extension",
+    );
+    let sniffed_st = d.join("weights.dat");
+    std::fs::copy(fixture().join("weights.safetensors"), &sniffed_st).unwrap();
+    assert_official(
+        &read_official_weights(&sniffed_st, WeightSet::Ema).unwrap(),
+        "safetensors under another extension",
+    );
+}
+
+/// The refusals the README promises, each one line naming the file: `--raw` on an
+/// `ema`-only checkpoint, a big-endian torch.save, and a graph mask that differs from the
+/// one the pathway file gives (the pathway file's order changed).
+#[test]
+fn documented_refusals_are_one_line_naming_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let f = fixture();
+    let ema_only = checkpoint_as(d, "ema-only", "ema_only.pt");
+    let big = checkpoint_as(d, "big-endian", "big.pt");
+    // two pathways of the fixture swapped: same token count, another graph mask
+    let text = std::fs::read_to_string(f.join("pathways.json")).unwrap();
+    let v: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text).unwrap();
+    let mut entries: Vec<(String, serde_json::Value)> = v.into_iter().collect();
+    let (a, b) = (
+        entries.iter().position(|(k, _)| k != "UNMAPPED").unwrap(),
+        entries.iter().rposition(|(k, _)| k != "UNMAPPED").unwrap(),
+    );
+    entries.swap(a, b);
+    let swapped = d.join("swapped.json");
+    std::fs::write(
+        &swapped,
+        serde_json::to_string(&entries.into_iter().collect::<serde_json::Map<_, _>>()).unwrap(),
+    )
+    .unwrap();
+    let pathways = f.join("pathways.json");
+    for (file, pw, extra, name, what) in [
+        (
+            &ema_only,
+            &pathways,
+            &["--raw"][..],
+            "ema_only.pt",
+            "only `ema`",
+        ),
+        (&big, &pathways, &[][..], "big.pt", "big-endian"),
+        (
+            &f.join("model.pt"),
+            &swapped,
+            &[][..],
+            "model.pt",
+            "add_mask differs",
+        ),
+    ] {
+        let out = d.join("ck");
+        let (ok, err) = import(file, pw, &out, extra);
+        assert!(!ok, "{name} {extra:?} was accepted");
+        assert!(err.contains(name) && err.contains(what), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(!out.exists());
+    }
 }
 
 #[test]
