@@ -66,7 +66,7 @@ fn refuse_big_endian(path: &Path) -> Result<()> {
         return Ok(());
     };
     let mut order = String::new();
-    if let Ok(mut f) = zip.by_name(&name) {
+    if let Ok(f) = zip.by_name(&name) {
         let _ = f.take(16).read_to_string(&mut order);
     }
     if order.trim() == "big" {
