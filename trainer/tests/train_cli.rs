@@ -360,11 +360,36 @@ fn kill_9_then_resume_matches_an_uninterrupted_run() {
     let resumed = train_command(
         dir,
         "killed",
-        &["--epochs", EPOCHS, "--splits", splits, "--resume"],
+        &["--epochs", EPOCHS, "--splits", splits, "--resume", "-v"],
     )
-    .status()
+    .stderr(std::process::Stdio::piped())
+    .output()
     .unwrap();
-    assert!(resumed.success());
+    let log = String::from_utf8_lossy(&resumed.stderr);
+    assert!(resumed.status.success(), "{log}");
+    // The resumed run started from the checkpoint (not from scratch, which seeded epochs
+    // would also bring to the same end) and ran only the epochs after it.
+    let field = |line: &str, key: &str| -> Option<u64> {
+        let rest = &line[line.find(&format!(" {key}="))? + key.len() + 2..];
+        rest.split_whitespace().next()?.parse().ok()
+    };
+    let fold0 = |what: &str| -> Vec<&str> {
+        log.lines()
+            .filter(|l| l.contains(what) && l.contains(" fold=0 "))
+            .collect()
+    };
+    let resumed_at = fold0("resumed");
+    assert_eq!(resumed_at.len(), 1, "{log}");
+    assert_eq!(field(resumed_at[0], "epoch"), Some(last), "{log}");
+    let epochs: Vec<u64> = fold0("epoch done")
+        .iter()
+        .filter_map(|l| field(l, "epoch"))
+        .collect();
+    let want: Vec<u64> = (last + 1..=EPOCHS.parse().unwrap()).collect();
+    assert_eq!(
+        epochs, want,
+        "fold 0 ran epochs {epochs:?} after resuming at {last}"
+    );
     for f in 0..2 {
         let state = |run: &str| -> serde_json::Value {
             serde_json::from_str(
