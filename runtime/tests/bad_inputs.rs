@@ -60,6 +60,33 @@ impl Setup {
     }
 }
 
+/// The largest peak resident memory of any child process this test binary has waited for,
+/// in bytes (Linux reports KiB).
+#[cfg(unix)]
+fn max_child_rss() -> u64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) };
+    u.ru_maxrss as u64 * 1024
+}
+
+/// A run that must stay small: under 1 GiB of memory (its peak, or any earlier child's) and
+/// a few seconds.
+fn bounded(s: &Setup, bad: &Path, extra: &[&str]) -> Output {
+    let t = std::time::Instant::now();
+    let o = s.run_with_good(bad, extra);
+    let secs = t.elapsed().as_secs_f64();
+    assert!(secs < 20.0, "{}: {secs:.1} s", bad.display());
+    #[cfg(unix)]
+    assert!(
+        max_child_rss() < 1 << 30,
+        "{}: peak memory {} MiB",
+        bad.display(),
+        max_child_rss() >> 20
+    );
+    o
+}
+
 /// A `.npy` header (version 1) for float32 data of `shape`, padded as NumPy pads it.
 fn npy_header(shape: &str) -> Vec<u8> {
     let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
@@ -112,11 +139,11 @@ fn a_header_claiming_a_huge_shape_is_refused_without_allocating() {
     let s = Setup::new();
     let bad = s.path("huge.npy");
     std::fs::write(&bad, npy_header("(1000000000000, 4)")).unwrap();
-    let o = s.run_with_good(&bad, &[]);
+    let o = bounded(&s, &bad, &[]);
     only_the_bad_slide_failed(&s, &o, "huge", "larger than");
     // within the limits, but the data is not there
     std::fs::write(&bad, npy_header("(1000, 4)")).unwrap();
-    let o = s.run_with_good(&bad, &["--overwrite"]);
+    let o = bounded(&s, &bad, &["--overwrite"]);
     only_the_bad_slide_failed(&s, &o, "huge", "truncated");
 }
 
@@ -128,7 +155,7 @@ fn compressed_bombs_are_refused_before_they_inflate() {
     npz(&bomb, |w| {
         w.write_all(&npy_header("(16777216, 32)")).unwrap()
     });
-    let o = s.run_with_good(&bomb, &[]);
+    let o = bounded(&s, &bomb, &[]);
     only_the_bad_slide_failed(&s, &o, "bomb", "larger than");
     // header says 3×4 but the member inflates to 64 MiB: stopped after the declared bytes
     let liar = s.path("liar.npz");
@@ -139,7 +166,7 @@ fn compressed_bombs_are_refused_before_they_inflate() {
             w.write_all(&zeros).unwrap();
         }
     });
-    let o = s.run_with_good(&liar, &["--overwrite"]);
+    let o = bounded(&s, &liar, &["--overwrite"]);
     only_the_bad_slide_failed(&s, &o, "liar", "more data than");
 }
 

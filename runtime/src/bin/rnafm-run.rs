@@ -44,8 +44,10 @@ slide the output folder gets
 and run.json records the model's sha256, seed, device and timings. Same model + seed + inputs
 give the same numbers on CPU whatever --batch and --threads are.
 
-A slide that cannot be read (wrong feature dimension, NaN/Inf, fewer tiles than clusters)
-is reported on one line and skipped; the exit code is then 1. Usage errors exit with 2.";
+A slide that cannot be read (wrong feature dimension, NaN/Inf, fewer tiles than clusters,
+more than 500,000 tiles or 268,435,456 values, a file shorter or longer than its header says)
+or whose draws come out non-finite is reported on one line and writes nothing; the exit code
+is then 1. Usage errors exit with 2.";
 
 #[derive(Parser, Debug)]
 #[command(
