@@ -357,3 +357,191 @@ fn swapped_graphs_are_blamed_on_the_model_once() {
     );
     assert!(!s.path("out").exists());
 }
+
+/// The corpus: bad inputs of every kind, each with the exit code, the one line that names
+/// the file or option, and nothing written for it. Slide files run beside a good slide
+/// (which must still succeed); usage and model mistakes stop the run before any output.
+#[test]
+fn corpus_of_bad_inputs() {
+    use ndarray::{Array1, Array3};
+    let s = Setup::new();
+    let w = |name: &str, bytes: &[u8]| {
+        let p = s.path(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    };
+    let npy = |name: &str, a: Array2<f32>| {
+        let p = s.path(name);
+        rnafm_runtime::npy::write_npy(&p, &a).unwrap();
+        p
+    };
+    let npy_bytes = |a: &dyn Fn(&mut Vec<u8>)| {
+        let mut v = Vec::new();
+        a(&mut v);
+        v
+    };
+    use ndarray_npy::WriteNpyExt;
+    let good = Array2::from_shape_fn((K, H), |(k, d)| (k as f32 - d as f32) * 0.3);
+    let mut with_nan = good.clone();
+    with_nan[[1, 2]] = f32::NAN;
+    let mut with_inf = good.clone();
+    with_inf[[0, 0]] = f32::INFINITY;
+    let full = npy_bytes(&|v| good.write_npy(v).unwrap());
+    // (file, what its one line must say)
+    let slides: Vec<(PathBuf, &str)> = vec![
+        (w("empty.npy", b""), "not a readable .npy"),
+        (
+            w("text.npy", b"hello, I am not an array\n"),
+            "not a readable .npy",
+        ),
+        (
+            w(
+                "ints.npy",
+                &npy_bytes(&|v| Array2::<i64>::zeros((K, H)).write_npy(v).unwrap()),
+            ),
+            "not float32 or float64",
+        ),
+        (
+            w(
+                "rank1.npy",
+                &npy_bytes(&|v| Array1::<f32>::zeros(H).write_npy(v).unwrap()),
+            ),
+            "2-d",
+        ),
+        (
+            w(
+                "rank3.npy",
+                &npy_bytes(&|v| Array3::<f32>::zeros((1, K, H)).write_npy(v).unwrap()),
+            ),
+            "2-d",
+        ),
+        (npy("zero_rows.npy", Array2::zeros((0, H))), "zero rows"),
+        (npy("wide.npy", Array2::zeros((K, H + 1))), "dimensional"),
+        (npy("nan.npy", with_nan), "non-finite"),
+        (npy("inf.npy", with_inf), "non-finite"),
+        (
+            w(
+                "f64_overflow.npy",
+                &npy_bytes(&|v| {
+                    Array2::<f64>::from_elem((K, H), 1e300)
+                        .write_npy(v)
+                        .unwrap()
+                }),
+            ),
+            "non-finite",
+        ),
+        (npy("few.npy", Array2::zeros((K - 1, H))), "fewer than"),
+        (w("cut.npy", &full[..full.len() - 4]), "truncated"),
+        (
+            w("long.npy", &[&full[..], &[0u8; 8][..]].concat()),
+            "more data than",
+        ),
+        (s.path("absent.npy"), "No such file"),
+    ];
+    // npz archives: several arrays none named features; empty; a member that is not .npy
+    let npz_with = |name: &str, members: &[(&str, &[u8])]| {
+        let p = s.path(name);
+        let mut z = zip::ZipWriter::new(std::fs::File::create(&p).unwrap());
+        for (m, bytes) in members {
+            z.start_file(*m, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            z.write_all(bytes).unwrap();
+        }
+        z.finish().unwrap();
+        p
+    };
+    let slides: Vec<(PathBuf, &str)> = slides
+        .into_iter()
+        .chain([
+            (
+                npz_with("two.npz", &[("a.npy", &full), ("b.npy", &full)]),
+                "none is named",
+            ),
+            (npz_with("hollow.npz", &[]), "holds no array"),
+            (
+                npz_with("junk.npz", &[("features.npy", b"junk")]),
+                "not a readable .npy",
+            ),
+        ])
+        .collect();
+    for (bad, says) in &slides {
+        let stem = bad.file_stem().unwrap().to_string_lossy().into_owned();
+        let o = s.run_with_good(bad, &["--overwrite"]);
+        only_the_bad_slide_failed(&s, &o, &stem, says);
+    }
+
+    // Usage mistakes: exit 2 naming the option or input, nothing written.
+    std::fs::create_dir_all(s.path("no_arrays")).unwrap();
+    let svs = w("slide.svs", b"II*\0");
+    let model = s.path("model");
+    let good_path = s.path("good.npy");
+    let cases: Vec<(Vec<std::ffi::OsString>, &str)> = vec![
+        (vec!["--steps".into(), "1".into()], "--steps"),
+        (vec!["--batch".into(), "0".into()], "--batch"),
+        (vec!["--shard".into(), "2/2".into()], "--shard"),
+        (vec!["--shard".into(), "0/0".into()], "--shard"),
+        (vec!["--shard".into(), "x".into()], "--shard"),
+        (vec!["--device".into(), "tpu".into()], "--device"),
+        (vec!["--precision".into(), "fp16".into()], "--precision"),
+        (vec![s.path("no_arrays").into()], "no .npy/.npz"),
+        (vec![svs.clone().into()], "--encoder"),
+    ];
+    for (extra, says) in &cases {
+        let o = bin()
+            .arg(&good_path)
+            .arg("--model")
+            .arg(&model)
+            .arg("--out")
+            .arg(s.path("usage_out"))
+            .args(extra)
+            .output()
+            .unwrap();
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {err}");
+        assert!(err.contains(says), "{extra:?}: {err}");
+        assert!(!s.path("usage_out").exists(), "{extra:?} wrote outputs");
+    }
+    let o = bin().arg("--model").arg(&model).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "no slides: {}", stderr(&o));
+
+    // Model mistakes: one line naming the model, before any slide runs.
+    let garbage = w("garbage.rnafm", b"PK\x03\x04 not really a zip");
+    let no_manifest = s.path("no_manifest.rnafm");
+    {
+        let mut z = zip::ZipWriter::new(std::fs::File::create(&no_manifest).unwrap());
+        z.start_file("heads.onnx", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        z.write_all(b"x").unwrap();
+        z.finish().unwrap();
+    }
+    let hollow_model = s.path("hollow_model");
+    common::write_toy_model_dir(&hollow_model, P, H, K);
+    std::fs::remove_file(hollow_model.join("null_slide_emb.npy")).unwrap();
+    let models: Vec<(PathBuf, Vec<&str>, &str)> = vec![
+        (s.path("absent.rnafm"), vec![], "absent.rnafm"),
+        (garbage, vec![], "garbage.rnafm"),
+        (no_manifest, vec![], "manifest.json"),
+        (hollow_model, vec![], "null_slide_emb.npy"),
+        (model.clone(), vec!["--precision", "int8"], "int8"),
+    ];
+    for (m, extra, says) in &models {
+        let o = bin()
+            .arg(&good_path)
+            .arg("--model")
+            .arg(m)
+            .arg("--out")
+            .arg(s.path("model_out"))
+            .args(extra)
+            .output()
+            .unwrap();
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{}: {err}", m.display());
+        assert_eq!(err.trim().lines().count(), 1, "{}: {err}", m.display());
+        assert!(err.contains(says), "{}: {err}", m.display());
+        assert!(
+            !s.path("model_out").exists(),
+            "{} wrote outputs",
+            m.display()
+        );
+    }
+}
