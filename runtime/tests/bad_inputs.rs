@@ -44,15 +44,21 @@ impl Setup {
         self.root.join(name)
     }
 
+    /// `rnafm-run good.npy --model MODEL --out OUT`, to add to.
+    fn good_run(&self, model: &Path, out: &str) -> Command {
+        let mut c = bin();
+        c.arg(self.path("good.npy"))
+            .arg("--model")
+            .arg(model)
+            .arg("--out")
+            .arg(self.path(out));
+        c
+    }
+
     /// `rnafm-run good.npy BAD --model … --out out` plus `extra`.
     fn run_with_good(&self, bad: &Path, extra: &[&str]) -> Output {
-        bin()
-            .arg(self.path("good.npy"))
+        self.good_run(&self.path("model"), "out")
             .arg(bad)
-            .arg("--model")
-            .arg(self.path("model"))
-            .arg("--out")
-            .arg(self.path("out"))
             .args(["--samples", "4", "--steps", "4", "--quiet"])
             .args(extra)
             .output()
@@ -186,12 +192,8 @@ fn out_of_range_settings_are_usage_errors() {
         ("--cfg", "inf"),
         ("--cfg=-inf", ""),
     ] {
-        let o = bin()
-            .arg(s.path("good.npy"))
-            .arg("--model")
-            .arg(s.path("model"))
-            .arg("--out")
-            .arg(s.path("out"))
+        let o = s
+            .good_run(&s.path("model"), "out")
             .arg(flag)
             .args((!value.is_empty()).then_some(value))
             .output()
@@ -216,12 +218,7 @@ fn out_of_range_settings_are_usage_errors() {
 fn a_rerun_with_other_settings_is_refused_not_mixed() {
     let s = Setup::new();
     let run = |extra: &[&str]| {
-        bin()
-            .arg(s.path("good.npy"))
-            .arg("--model")
-            .arg(s.path("model"))
-            .arg("--out")
-            .arg(s.path("out"))
+        s.good_run(&s.path("model"), "out")
             .args(["--steps", "4", "--quiet"])
             .args(extra)
             .output()
@@ -266,12 +263,8 @@ fn temporary_files_of_a_killed_run_are_cleaned_up() {
     // (no process has this PID: Linux caps PIDs at 2^22)
     let stale = s.path("out/.rnafm-4000000000-x1y2.tmp");
     std::fs::write(&stale, b"").unwrap();
-    let o = bin()
-        .arg(s.path("good.npy"))
-        .arg("--model")
-        .arg(s.path("model"))
-        .arg("--out")
-        .arg(s.path("out"))
+    let o = s
+        .good_run(&s.path("model"), "out")
         .args(["--samples", "2", "--steps", "3", "--quiet"])
         .output()
         .unwrap();
@@ -317,12 +310,8 @@ fn a_slide_whose_outputs_cannot_all_be_written_leaves_none() {
 fn an_unusable_out_folder_is_one_line() {
     let s = Setup::new();
     std::fs::write(s.path("file"), b"x").unwrap();
-    let o = bin()
-        .arg(s.path("good.npy"))
-        .arg("--model")
-        .arg(s.path("model"))
-        .arg("--out")
-        .arg(s.path("file/out"))
+    let o = s
+        .good_run(&s.path("model"), "file/out")
         .args(["--samples", "2", "--steps", "3", "--quiet"])
         .output()
         .unwrap();
@@ -474,7 +463,6 @@ fn corpus_of_bad_inputs() {
     std::fs::create_dir_all(s.path("no_arrays")).unwrap();
     let svs = w("slide.svs", b"II*\0");
     let model = s.path("model");
-    let good_path = s.path("good.npy");
     let cases: Vec<(Vec<std::ffi::OsString>, &str)> = vec![
         (vec!["--steps".into(), "1".into()], "--steps"),
         (vec!["--batch".into(), "0".into()], "--batch"),
@@ -487,12 +475,8 @@ fn corpus_of_bad_inputs() {
         (vec![svs.clone().into()], "--encoder"),
     ];
     for (extra, says) in &cases {
-        let o = bin()
-            .arg(&good_path)
-            .arg("--model")
-            .arg(&model)
-            .arg("--out")
-            .arg(s.path("usage_out"))
+        let o = s
+            .good_run(&model, "usage_out")
             .args(extra)
             .output()
             .unwrap();
@@ -525,15 +509,7 @@ fn corpus_of_bad_inputs() {
         (model.clone(), vec!["--precision", "int8"], "int8"),
     ];
     for (m, extra, says) in &models {
-        let o = bin()
-            .arg(&good_path)
-            .arg("--model")
-            .arg(m)
-            .arg("--out")
-            .arg(s.path("model_out"))
-            .args(extra)
-            .output()
-            .unwrap();
+        let o = s.good_run(m, "model_out").args(extra).output().unwrap();
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(1), "{}: {err}", m.display());
         assert_eq!(err.trim().lines().count(), 1, "{}: {err}", m.display());
