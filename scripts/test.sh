@@ -22,8 +22,22 @@ fi
 if cargo tree -p rnafm-eval -e normal --locked | grep -E 'burn|rnafm-kernels|rnafm-trainer'; then
   echo "test.sh: rnafm-eval depends on burn (above)" >&2; exit 1
 fi
+# The GPU check (scripts/gpu-check, run for real on a lent GPU machine): without a GPU it
+# refuses in one line within seconds; its whole flow runs here at toy sizes on the CPU.
+checks=$(mktemp -d)
+if [ ! -e /proc/driver/nvidia/version ]; then
+  rc=0; msg=$(timeout 20 scripts/gpu-check "$checks/nogpu" 2>&1) || rc=$?
+  if [ "$rc" != 3 ] || [ "$(printf '%s\n' "$msg" | wc -l)" != 1 ] || [[ $msg != *"no GPU"* ]]; then
+    echo "test.sh: gpu-check without a GPU gave exit $rc and: $msg" >&2; exit 1
+  fi
+fi
+cargo build --workspace --bins --locked
+scripts/gpu-check --simulate-on-cpu "$checks/simulated" > /dev/null
+scripts/gpu-check --finish "$checks/simulated" > /dev/null
+rm -rf "$checks"
 # Paper-size ONNX-vs-burn agreement of a freshly trained model (about 2.5 minutes).
 scripts/paper-parity
-cargo check -p rnafm-trainer --features cuda --all-targets --locked
+# The CUDA trainer's own code (the device probe) is linted too.
+cargo clippy -p rnafm-trainer --features cuda --all-targets --locked -- -D warnings
 # The CUDA trainer binaries built for real (burn-cuda 0.21 builds offline; about 5 minutes).
 cargo build -p rnafm-trainer --features cuda --bins --locked

@@ -8,13 +8,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The file could not be opened, read or written.
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The file could not be opened, read or written. The I/O error is part of the message
+    /// and deliberately not a `source`: CLIs print the chain (`{:#}`), which would repeat it.
+    #[error("{path}: {err}")]
+    Io { path: PathBuf, err: std::io::Error },
     /// The file was read but its content is wrong; `msg` says where and what.
     #[error("{path}: {msg}")]
     Invalid { path: PathBuf, msg: String },
@@ -30,7 +27,7 @@ impl Error {
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.as_ref().to_path_buf(),
-            source,
+            err: source,
         }
     }
 

@@ -246,7 +246,15 @@ impl SessionFactory {
                     preload_cuda_libraries();
                     None
                 } else {
-                    tracing::info!("ONNX Runtime is a CPU build; running on CPU");
+                    let lib = library_path().map_or("?".into(), |p| p.display().to_string());
+                    if nvidia_driver_present() {
+                        // The user has a GPU and probably expects it to be used: say once why not.
+                        tracing::warn!(
+                            "an NVIDIA GPU is present but the ONNX Runtime at {lib} is a CPU build; running on the CPU (scripts/setup.sh --cuda installs the GPU build)"
+                        );
+                    } else {
+                        tracing::info!("ONNX Runtime at {lib} is a CPU build; running on the CPU");
+                    }
                     Some(Device::Cpu)
                 }
             }
@@ -326,6 +334,11 @@ impl SessionFactory {
         }
         b.commit_from_memory(bytes).map_err(|e| fail(e.to_string()))
     }
+}
+
+/// Whether the NVIDIA kernel driver is loaded (a GPU is there, usable or not).
+pub fn nvidia_driver_present() -> bool {
+    Path::new("/proc/driver/nvidia/version").exists() || Path::new("/dev/nvidiactl").exists()
 }
 
 /// Libraries the CUDA build of ONNX Runtime 1.2x needs (CUDA 13, cuDNN 9), per ort's list.

@@ -327,6 +327,31 @@ fn usage_and_model_errors() {
         assert_eq!(o.status.code(), Some(1));
         assert!(stderr(&o).contains("cuda"), "{}", stderr(&o));
         assert_eq!(stderr(&o).trim().lines().count(), 1, "{}", stderr(&o));
+        assert!(!Path::new(&out).exists(), "no output for a refused device");
+        // …while auto falls back to the CPU: silently without a GPU, with exactly one
+        // warning when a GPU is there but this ONNX Runtime cannot use it.
+        let out = s.root.join("auto").display().to_string();
+        let o = run(&[
+            &a,
+            "--model",
+            &s.model,
+            "--device",
+            "auto",
+            "--samples",
+            "2",
+            "--out",
+            &out,
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let r = std::fs::read_to_string(Path::new(&out).join("run.json")).unwrap();
+        assert!(r.contains("\"device\": \"cpu\""), "{r}");
+        let err = stderr(&o);
+        let warnings = err
+            .lines()
+            .filter(|l| l.contains("WARN") && l.contains("GPU"))
+            .count();
+        let expected = usize::from(rnafm_runtime::ort_env::nvidia_driver_present());
+        assert_eq!(warnings, expected, "{err}");
     }
     // --version, --help and inspect work.
     assert!(run(&["--version"]).status.success());

@@ -1,5 +1,9 @@
 //! Timing of training steps at a given model size on synthetic inputs (the data never
 //! matters for speed): forward, backward, global-norm clip, AdamW and EMA update.
+//!
+//! The inputs are drawn on the host from a seeded generator, so the same `seed` feeds every
+//! backend the same batches: a CPU run and a CUDA run can then be compared step by step
+//! (losses) and at the end (weights), which is how `scripts/gpu-check` tests CUDA.
 
 use std::time::Instant;
 
@@ -7,9 +11,12 @@ use crate::fused::TrainBackend;
 use burn::module::AutodiffModule;
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
-use burn::tensor::Distribution;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal, Uniform};
 use rnafm_runtime::Result;
 use rnafm_runtime::model_spec::ModelSpec;
+use rnafm_runtime::weights::WeightMap;
 
 use crate::ema::{ema_decay, ema_update, renumber_params};
 use crate::grad_clip::clip_global_norm;
@@ -42,6 +49,20 @@ pub struct BenchReport {
     pub ema_s: f64,
     pub peak_rss_mib: Option<f64>,
     pub build_seconds: f64,
+    /// Seed of the weights and of the inputs.
+    pub seed: u64,
+    /// The loss of every step, warm-up included.
+    pub losses: Vec<f64>,
+}
+
+/// What [`bench_steps`] runs.
+#[derive(Debug, Clone, Copy)]
+pub struct BenchPlan {
+    pub batch: usize,
+    pub warmup: usize,
+    pub steps: usize,
+    /// Seeds the initial weights and every step's inputs.
+    pub seed: u64,
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -62,16 +83,35 @@ pub fn peak_rss_mib() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// One step's inputs, drawn on the host: x_t, target velocity [batch, genes], t [batch],
+/// cluster features [batch, clusters, feat_dim].
+fn host_inputs(rng: &mut ChaCha8Rng, batch: usize, genes: usize, features: usize) -> [Vec<f32>; 4] {
+    let mut normal =
+        |n: usize| -> Vec<f32> { (0..n).map(|_| StandardNormal.sample(rng)).collect() };
+    let xt = normal(batch * genes);
+    let target = normal(batch * genes);
+    let y = normal(batch * features);
+    let unit = Uniform::new(0.0f32, 1.0).expect("valid range");
+    let t = (0..batch).map(|_| unit.sample(rng)).collect();
+    [xt, target, t, y]
+}
+
+/// Runs `plan.warmup + plan.steps` training steps; returns the timing report and the raw
+/// weights after the last step.
 pub fn bench_steps<B: TrainBackend>(
     spec: &ModelSpec,
-    batch: usize,
-    warmup: usize,
-    steps: usize,
+    plan: BenchPlan,
     device: &B::Device,
     backend: &str,
-) -> Result<BenchReport> {
+) -> Result<(BenchReport, WeightMap)> {
+    let BenchPlan {
+        batch,
+        warmup,
+        steps,
+        seed,
+    } = plan;
     let t0 = Instant::now();
-    let w = init_weights(spec, 0);
+    let w = init_weights(spec, seed);
     let parameters = w.total_params();
     let mut model = renumber_params(VelocityNet::<B>::from_weights(
         spec,
@@ -91,18 +131,23 @@ pub fn bench_steps<B: TrainBackend>(
     let c = &spec.config;
     let mut phases = [0f64; 3];
     let mut step_seconds = Vec::with_capacity(steps);
+    let mut losses = Vec::with_capacity(warmup + steps);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     for step in 0..warmup + steps {
         if step == warmup {
             B::sync(device).ok();
             phases = [0.0; 3];
         }
+        // Drawn before the clock starts: the host generator is not part of a training step.
+        let [xt, target, t, y] = host_inputs(&mut rng, batch, c.genes, c.clusters * c.feat_dim);
         let p0 = Instant::now();
-        let n = Distribution::Normal(0.0, 1.0);
-        let xt = Tensor::<B, 2>::random([batch, c.genes], n, device);
-        let target = Tensor::<B, 2>::random([batch, c.genes], n, device);
-        let t = Tensor::<B, 1>::random([batch], Distribution::Uniform(0.0, 1.0), device);
-        let y = Tensor::<B, 3>::random([batch, c.clusters, c.feat_dim], n, device);
+        let xt = Tensor::<B, 2>::from_data(TensorData::new(xt, [batch, c.genes]), device);
+        let target = Tensor::<B, 2>::from_data(TensorData::new(target, [batch, c.genes]), device);
+        let t = Tensor::<B, 1>::from_data(TensorData::new(t, [batch]), device);
+        let y =
+            Tensor::<B, 3>::from_data(TensorData::new(y, [batch, c.clusters, c.feat_dim]), device);
         let loss = (model.forward(xt, t, y) - target).powf_scalar(2.0).mean();
+        losses.push(f64::from(loss.clone().into_scalar().elem::<f32>()));
         let mut grads = GradientsParams::from_grads(loss.backward(), &model);
         B::sync(device).ok();
         let p1 = Instant::now();
@@ -121,7 +166,8 @@ pub fn bench_steps<B: TrainBackend>(
     }
     B::sync(device).ok();
     let sps = median(&step_seconds);
-    Ok(BenchReport {
+    let weights = model.valid().to_weights();
+    let report = BenchReport {
         backend: backend.to_string(),
         batch,
         genes: c.genes,
@@ -142,5 +188,8 @@ pub fn bench_steps<B: TrainBackend>(
         ema_s: phases[2] / steps.max(1) as f64,
         peak_rss_mib: peak_rss_mib(),
         build_seconds,
-    })
+        seed,
+        losses,
+    };
+    Ok((report, weights))
 }

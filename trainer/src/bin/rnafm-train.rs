@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use rnafm_runtime::training_metrics::TrainingMetrics;
 use rnafm_trainer::bench::{BenchReport, bench_steps};
 use rnafm_trainer::burn_sample::SampleOptions;
-use rnafm_trainer::device::{BackendJob, TrainDevice, run_on};
+use rnafm_trainer::device::{BackendJob, TrainDevice, resolve, run_on};
 use rnafm_trainer::fused::TrainBackend;
 use rnafm_trainer::train::TrainOptions;
 
@@ -163,9 +163,16 @@ struct BenchArgs {
     /// Timed steps (the median is reported, as the PyTorch reference: 5 after 2 warm-ups).
     #[arg(long, default_value_t = 5)]
     steps: usize,
-    /// Write the report as JSON here.
+    /// Write the report as JSON here (it holds every step's loss).
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Seed of the initial weights and of every step's inputs (drawn on the host, so two
+    /// backends given the same seed train on the same batches).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Write the weights after the last step here (safetensors), to compare backends.
+    #[arg(long, value_name = "FILE")]
+    weights_out: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "auto")]
     device: DeviceArg,
 }
@@ -429,6 +436,8 @@ fn forward_to_eval(command: &str, a: EvalAlias) -> Result<()> {
 fn train(a: TrainArgs) -> Result<()> {
     use rnafm_runtime::model_config::TokenMode;
     use std::io::IsTerminal;
+    // Settle the device first: `--device cuda` without a GPU fails before any work.
+    let backend = resolve(a.device.into())?;
     let norm = a.norm.clone().map(|v| (v[0].clone(), v[1].clone()));
     let mut a = a;
     if let Some(p) = &a.preset {
@@ -478,9 +487,9 @@ fn train(a: TrainArgs) -> Result<()> {
         progress: std::io::stderr().is_terminal(),
     };
     let report = if a.model == ModelKind::Regression {
-        run_on(a.device.into(), BaselineTraining(&opts))?
+        run_on(backend, BaselineTraining(&opts))?
     } else {
-        run_on(a.device.into(), FlowTraining(&opts))?
+        run_on(backend, FlowTraining(&opts))?
     };
     print!("{}", rnafm_eval::cv_metrics::metrics_table(&report));
     println!(
@@ -493,6 +502,7 @@ fn train(a: TrainArgs) -> Result<()> {
 }
 
 fn bench(a: BenchArgs) -> Result<()> {
+    let backend = resolve(a.device.into())?;
     use rnafm_runtime::genes::GeneList;
     use rnafm_runtime::model_config::ModelConfig;
     use rnafm_runtime::model_spec::ModelSpec;
@@ -510,13 +520,13 @@ fn bench(a: BenchArgs) -> Result<()> {
         normalization: None,
     };
     spec.validate(&a.pathways)?;
-    let r = run_on(
-        a.device.into(),
-        StepBench {
-            spec: &spec,
-            args: &a,
-        },
-    )?;
+    let plan = rnafm_trainer::bench::BenchPlan {
+        batch: a.batch,
+        warmup: a.warmup,
+        steps: a.steps,
+        seed: a.seed,
+    };
+    let (r, weights) = run_on(backend, StepBench { spec: &spec, plan })?;
     println!("{:<22} {}", "backend", r.backend);
     println!(
         "{:<22} {} genes, {} pathways, {}×{} clusters",
@@ -546,6 +556,9 @@ fn bench(a: BenchArgs) -> Result<()> {
     if let Some(p) = &a.json {
         let text = serde_json::to_string_pretty(&r)?;
         rnafm_runtime::atomic::write_bytes_atomic(p, text.as_bytes())?;
+    }
+    if let Some(p) = &a.weights_out {
+        weights.write_safetensors(p)?;
     }
     Ok(())
 }
@@ -583,20 +596,13 @@ impl BackendJob for BaselineTraining<'_> {
 /// Timed training steps.
 struct StepBench<'a> {
     spec: &'a rnafm_runtime::model_spec::ModelSpec,
-    args: &'a BenchArgs,
+    plan: rnafm_trainer::bench::BenchPlan,
 }
 
 impl BackendJob for StepBench<'_> {
-    type Output = rnafm_runtime::Result<BenchReport>;
+    type Output = rnafm_runtime::Result<(BenchReport, rnafm_runtime::weights::WeightMap)>;
     fn run<B: TrainBackend>(self, device: &B::Device, backend: &'static str) -> Self::Output {
-        bench_steps::<B>(
-            self.spec,
-            self.args.batch,
-            self.args.warmup,
-            self.args.steps,
-            device,
-            backend,
-        )
+        bench_steps::<B>(self.spec, self.plan, device, backend)
     }
 }
 
