@@ -9,6 +9,7 @@
 //! - [`oracle`]: a synthetic cohort's true conditional distribution and comparisons with it.
 //! - [`cv_metrics`]: `metrics.json` of a cross-validation (used by the trainer).
 //! - [`versus`]: paired bootstrap of one model's mean r against another's.
+//! - [`ridge`]: the ridge baseline on order-invariant summaries of the cluster features.
 //! - [`evaluate`], [`calibrate`], [`synth`], [`report`]: the `rnafm-eval` commands.
 
 pub mod calibrate;
@@ -18,6 +19,7 @@ pub mod gene_scores;
 pub mod oracle;
 pub mod plots;
 pub mod report;
+pub mod ridge;
 pub mod stats;
 pub mod synth;
 pub mod uncertainty;

@@ -14,6 +14,16 @@
 //! - each slide's K×D cluster means are `tanh(W_k·v + c_k)` plus noise, rows in random
 //!   order; slides of one patient share `v` and the expression.
 //!
+//! Harder, more realistic worlds (all off by default, so the demo cohort is unchanged):
+//! - `real_genes`: a random subset of the real genes (90% from GO-MF pathways, 10% from the
+//!   background), with the pathways cut to the chosen genes (those keeping ≥ 2): about 350
+//!   heavily overlapping tokens for 1,100 genes, as at the paper's scale;
+//! - `nonlinearity` γ: programmes saturate, `s_p = tanh(γ·latent)/c_γ` (unit variance);
+//! - `sites` with `site_shift`: each patient belongs to a site (the CSV's project column)
+//!   whose own offset vector is added to every cluster row of its slides: a batch effect
+//!   in the features that carries no information about expression;
+//! - `noise_by_subtype` r: gene noise variance scaled by (1 + r·k) for subtype k = ±1.
+//!
 //! The oracle draws `h`, `k` and `ε` many times given `v` and reports the per-gene mean and
 //! quantiles ([`ORACLE_LEVELS`], written as `oracle.npz`, read by [`crate::oracle`]).
 
@@ -67,6 +77,19 @@ pub struct SynthOptions {
     pub reference_dir: Option<PathBuf>,
     /// Cohort whose gene statistics are used with --reference-dir.
     pub cohort: String,
+    /// With `reference_dir`: this many real genes instead of all of them.
+    pub real_genes: Option<usize>,
+    /// Saturation γ of the programmes (0: linear).
+    pub nonlinearity: f64,
+    /// Number of sites (1: none); each patient's slides carry its site's feature offset.
+    pub sites: usize,
+    /// SD of each site's feature offset.
+    pub site_shift: f64,
+    /// Gene noise variance × (1 + r·k) for subtype k = ±1 (0…0.9).
+    pub noise_by_subtype: f64,
+    /// The last this-many patients are external: listed in `external.txt` and left out of
+    /// `training.csv` (`reference.csv` keeps every slide, the truth to score against).
+    pub external_patients: usize,
 }
 
 impl SynthOptions {
@@ -91,6 +114,12 @@ impl SynthOptions {
             oracle_draws: 256,
             reference_dir: None,
             cohort: "LUAD".into(),
+            real_genes: None,
+            nonlinearity: 0.0,
+            sites: 1,
+            site_shift: 0.0,
+            noise_by_subtype: 0.0,
+            external_patients: 0,
         }
     }
 }
@@ -102,6 +131,11 @@ pub const PATHWAYS_JSON: &str = "pathways.json";
 pub const FEATURES_DIR: &str = "features";
 pub const ORACLE_NPZ: &str = "oracle.npz";
 pub const MANIFEST_JSON: &str = "synth.json";
+/// With `external_patients`: the training slides' CSV, and the external slides' names.
+pub const TRAINING_CSV: &str = "training.csv";
+pub const EXTERNAL_LIST: &str = "external.txt";
+/// With `external_patients`: per-gene r of the oracle mean on the training slides.
+pub const ORACLE_TRAINING_R: &str = "oracle_training_r.npy";
 
 /// What was written.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -155,6 +189,12 @@ struct World {
     /// Feature map: [K, D, Lv] weights, [K, D] offsets.
     feat_w: Array3<f64>,
     feat_b: Array2<f64>,
+    /// Saturation γ and the scale 1/c_γ that keeps a saturated programme at unit variance.
+    gamma: f64,
+    gamma_scale: f64,
+    /// Per site: the [D] offset added to every cluster row.
+    site_offsets: Array2<f64>,
+    noise_by_subtype: f64,
 }
 
 fn normal(rng: &mut ChaCha8Rng) -> f64 {
@@ -202,6 +242,32 @@ fn check_args(a: &SynthOptions) -> Result<()> {
     if !(a.feature_noise >= 0.0 && a.feature_noise.is_finite()) {
         return Err(arg_err("--feature-noise", "must be a finite value ≥ 0"));
     }
+    for (flag, v) in [
+        ("--nonlinearity", a.nonlinearity),
+        ("--site-shift", a.site_shift),
+    ] {
+        if !(v >= 0.0 && v.is_finite()) {
+            return Err(arg_err(flag, "must be a finite value ≥ 0"));
+        }
+    }
+    if a.sites == 0 {
+        return Err(arg_err("--sites", "must be at least 1"));
+    }
+    if !(0.0..=0.9).contains(&a.noise_by_subtype) {
+        return Err(arg_err("--noise-by-subtype", "must lie in 0…0.9"));
+    }
+    if a.external_patients >= a.patients {
+        return Err(arg_err(
+            "--external-patients",
+            "must be fewer than --patients",
+        ));
+    }
+    if a.real_genes.is_some() && a.reference_dir.is_none() {
+        return Err(arg_err("--real-genes", "needs --reference-dir"));
+    }
+    if a.real_genes.is_some_and(|n| n < 20) {
+        return Err(arg_err("--real-genes", "must be at least 20"));
+    }
     Ok(())
 }
 
@@ -224,9 +290,12 @@ fn gene_universe(
                 format!("{} genes, the gene list has {}", norm.len(), genes.len()),
             ));
         }
-        let mean = norm.mean.iter().map(|&v| f64::from(v)).collect();
-        let sd = norm.sd.iter().map(|&v| f64::from(v)).collect();
-        return Ok((genes, pw, mean, sd));
+        let mean: Vec<f64> = norm.mean.iter().map(|&v| f64::from(v)).collect();
+        let sd: Vec<f64> = norm.sd.iter().map(|&v| f64::from(v)).collect();
+        return match a.real_genes {
+            None => Ok((genes, pw, mean, sd)),
+            Some(n) => real_subset(&genes, &pw, &mean, &sd, n, rng),
+        };
     }
     let (g, p) = (a.genes, a.pathways);
     let genes = GeneList::new(
@@ -262,6 +331,88 @@ fn gene_universe(
     let mean = (0..g).map(|_| 0.5 + 9.5 * rng.random::<f64>()).collect();
     let sd = (0..g).map(|_| 0.3 + 1.2 * rng.random::<f64>()).collect();
     Ok((genes, pw, mean, sd))
+}
+
+/// `n` random real genes, 90% from pathway members and 10% from the background, and the
+/// pathways cut to them (keeping those with at least two chosen members).
+fn real_subset(
+    genes: &GeneList,
+    pw: &PathwaySet,
+    mean: &[f64],
+    sd: &[f64],
+    n: usize,
+    rng: &mut ChaCha8Rng,
+) -> Result<(GeneList, PathwaySet, Vec<f64>, Vec<f64>)> {
+    use rand::seq::SliceRandom;
+    let mut in_pathway = vec![false; genes.len()];
+    for m in &pw.members {
+        for &g in m {
+            in_pathway[g] = true;
+        }
+    }
+    // Genes with no spread cannot be scored (r is undefined); real data has them, but a
+    // benchmark should not spend its genes on them.
+    let usable = |g: usize| sd[g] > 0.05;
+    let mut members: Vec<usize> = (0..genes.len())
+        .filter(|&g| in_pathway[g] && usable(g))
+        .collect();
+    let mut background: Vec<usize> = (0..genes.len())
+        .filter(|&g| !in_pathway[g] && usable(g))
+        .collect();
+    let n = n.min(members.len() + background.len());
+    let n_bg = (n / 10).min(background.len());
+    members.shuffle(rng);
+    background.shuffle(rng);
+    let mut chosen: Vec<usize> = members[..(n - n_bg).min(members.len())]
+        .iter()
+        .chain(&background[..n_bg])
+        .copied()
+        .collect();
+    chosen.sort_unstable();
+    let mut new_index = vec![usize::MAX; genes.len()];
+    for (i, &g) in chosen.iter().enumerate() {
+        new_index[g] = i;
+    }
+    let mut names = Vec::new();
+    let mut kept = Vec::new();
+    for (name, m) in pw.names.iter().zip(&pw.members) {
+        let cut: Vec<usize> = m
+            .iter()
+            .map(|&g| new_index[g])
+            .filter(|&i| i != usize::MAX)
+            .collect();
+        if cut.len() >= 2 {
+            names.push(name.clone());
+            kept.push(cut);
+        }
+    }
+    let symbols: Vec<String> = chosen.iter().map(|&g| genes.symbols()[g].clone()).collect();
+    let sub_genes = GeneList::new(symbols, Path::new("real gene subset"))?;
+    let sub_pw = PathwaySet::new(
+        chosen.len(),
+        names,
+        kept,
+        Vec::new(),
+        Path::new("real pathway subset"),
+    )?;
+    let pick = |v: &[f64]| chosen.iter().map(|&g| v[g]).collect();
+    Ok((sub_genes, sub_pw, pick(mean), pick(sd)))
+}
+
+/// c_γ = sqrt(E[tanh(γZ)²]) for Z ~ N(0, 1), by a fixed 2,001-point rule on [-8, 8] (a
+/// constant of the world, so no randomness); 1 for the linear world.
+fn saturation_scale(gamma: f64) -> f64 {
+    if gamma == 0.0 {
+        return 1.0;
+    }
+    let (n, lim) = (2001, 8.0);
+    let h = 2.0 * lim / (n - 1) as f64;
+    let mut acc = 0.0;
+    for i in 0..n {
+        let z = -lim + h * i as f64;
+        acc += (gamma * z).tanh().powi(2) * (-0.5 * z * z).exp();
+    }
+    (acc * h / (2.0 * std::f64::consts::PI).sqrt()).sqrt()
 }
 
 fn unit_row(rng: &mut ChaCha8Rng, n: usize) -> Vec<f64> {
@@ -328,6 +479,12 @@ fn build_world(a: &SynthOptions, rng: &mut ChaCha8Rng) -> Result<World> {
     let wscale = 1.5 / (lv as f64).sqrt();
     let feat_w = Array3::from_shape_simple_fn((k, d, lv), || wscale * normal(rng));
     let feat_b = Array2::from_shape_simple_fn((k, d), || 0.5 * normal(rng));
+    // Drawn last, and only when asked for, so that the default worlds stay as they were.
+    let site_offsets = if a.sites > 1 && a.site_shift > 0.0 {
+        Array2::from_shape_simple_fn((a.sites, d), || a.site_shift * normal(rng))
+    } else {
+        Array2::zeros((a.sites, d))
+    };
     Ok(World {
         genes,
         pathways,
@@ -342,6 +499,10 @@ fn build_world(a: &SynthOptions, rng: &mut ChaCha8Rng) -> Result<World> {
         noise,
         feat_w,
         feat_b,
+        gamma: a.nonlinearity,
+        gamma_scale: 1.0 / saturation_scale(a.nonlinearity),
+        site_offsets,
+        noise_by_subtype: a.noise_by_subtype,
     })
 }
 
@@ -373,20 +534,27 @@ impl World {
                     .zip(&h)
                     .map(|(a, b)| a * b)
                     .sum::<f64>();
+            let lat = if self.gamma > 0.0 {
+                (self.gamma * lat).tanh() * self.gamma_scale
+            } else {
+                lat
+            };
             *s = self.base[i] * lat + self.subtype[i] * k;
         }
+        let noise_scale = (1.0 + self.noise_by_subtype * k).sqrt();
         for (g, x) in out.iter_mut().enumerate() {
             let signal: f64 = self.terms[self.ptr[g]..self.ptr[g + 1]]
                 .iter()
                 .map(|&(p, w)| w * prog[p])
                 .sum();
-            let z = signal + self.noise[g] * normal(rng);
+            let z = signal + noise_scale * self.noise[g] * normal(rng);
             *x = (self.mean[g] + self.sd[g] * z).max(0.0);
         }
     }
 
-    /// K×D cluster means of one slide: nonlinear in `v`, noisy, rows shuffled.
-    fn features(&self, v: &[f64], noise: f64, rng: &mut ChaCha8Rng) -> Array2<f32> {
+    /// K×D cluster means of one slide: nonlinear in `v`, noisy, shifted by its site's
+    /// offset, rows shuffled.
+    fn features(&self, v: &[f64], site: usize, noise: f64, rng: &mut ChaCha8Rng) -> Array2<f32> {
         let (k, d, _) = self.feat_w.dim();
         let mut order: Vec<usize> = (0..k).collect();
         for i in (1..k).rev() {
@@ -399,7 +567,8 @@ impl World {
                     .map(|l| self.feat_w[[c, j, l]] * v[l])
                     .sum::<f64>()
                     + self.feat_b[[c, j]];
-                f[[row, j]] = (z.tanh() + noise * normal(rng)) as f32;
+                f[[row, j]] =
+                    (z.tanh() + self.site_offsets[[site, j]] + noise * normal(rng)) as f32;
             }
         }
         f
@@ -441,15 +610,24 @@ pub fn run_synth(args: &SynthOptions) -> Result<SynthSummary> {
         truths.push(one.clone());
     }
     let oracles = oracles(&world, &states, args.seed, args.oracle_draws);
+    // Sites from their own stream, so that asking for sites changes nothing else.
+    let mut site_rng = ChaCha8Rng::seed_from_u64(args.seed);
+    site_rng.set_stream(u64::MAX);
+    let mut projects = Vec::with_capacity(slides);
     let mut row = 0;
     for (pt, ((v, one), (mean_g, q_g))) in states.iter().zip(&truths).zip(&oracles).enumerate() {
         let pid = format!("SYN-P{pt:04}");
+        let site = if args.sites > 1 {
+            site_rng.random_range(0..args.sites)
+        } else {
+            0
+        };
         for sl in 0..args.slides_per_patient {
             // Named as GDC manifests name slides (`….svs`); the features under the stem, as
             // `rnafm-features X.svs --out features/X.npy` writes them.
             let stem = format!("{pid}-S{sl}");
             let name = format!("{stem}.svs");
-            let f = world.features(v, args.feature_noise, &mut rng);
+            let f = world.features(v, site, args.feature_noise, &mut rng);
             features::write_features(&feat_dir.join(format!("{stem}.npy")), &f)?;
             for (gi, (&x, &m)) in one.iter().zip(mean_g).enumerate() {
                 truth[[row, gi]] = x as f32;
@@ -464,11 +642,15 @@ pub fn run_synth(args: &SynthOptions) -> Result<SynthSummary> {
             probs[row] = World::subtype_prob(v) as f32;
             names.push(name);
             patient_ids.push(pid.clone());
+            projects.push(if args.sites > 1 {
+                format!("SITE-{site}")
+            } else {
+                "SYNTH".to_string()
+            });
             row += 1;
         }
     }
 
-    let projects = vec!["SYNTH".to_string(); slides];
     reference_csv::write_reference_csv(
         &out.join(REFERENCE_CSV),
         &names,
@@ -477,6 +659,25 @@ pub fn run_synth(args: &SynthOptions) -> Result<SynthSummary> {
         world.genes.symbols(),
         &truth,
     )?;
+    if args.external_patients > 0 {
+        let n_train = (args.patients - args.external_patients) * args.slides_per_patient;
+        reference_csv::write_reference_csv(
+            &out.join(TRAINING_CSV),
+            &names[..n_train],
+            &patient_ids[..n_train],
+            Some(&projects[..n_train]),
+            world.genes.symbols(),
+            &truth.slice(ndarray::s![..n_train, ..]).to_owned(),
+        )?;
+        let list: String = names[n_train..].iter().map(|n| format!("{n}\n")).collect();
+        rnafm_runtime::atomic::write_bytes_atomic(&out.join(EXTERNAL_LIST), list.as_bytes())?;
+        // A ranking of the genes for top-k scores that no model and no external slide
+        // takes part in: the oracle's r on the training slides.
+        let train_rows = ndarray::s![..n_train, ..];
+        let r = crate::gene_scores::per_gene(o_mean.slice(train_rows), truth.slice(train_rows));
+        let r = Array1::from_vec(r.pearson);
+        rnafm_runtime::npy::write_npy(&out.join(ORACLE_TRAINING_R), &r)?;
+    }
     let mut gl = String::from("gene\n");
     for s in world.genes.symbols() {
         gl.push_str(s);
@@ -625,6 +826,18 @@ mod tests {
         }
     }
 
+    /// Share of a cohort's truths inside its oracle's 5–95% interval.
+    fn oracle_90_coverage(dir: &Path) -> f64 {
+        let c = ReferenceCohort::read(&dir.join(REFERENCE_CSV)).unwrap();
+        let o = read_oracle(&dir.join(ORACLE_NPZ)).unwrap();
+        let (lo, hi) = (&o.quantiles[0].1, &o.quantiles[6].1);
+        let inside = ndarray::Zip::from(lo)
+            .and(hi)
+            .and(&c.log2)
+            .fold(0usize, |n, &l, &h, &y| n + usize::from(l <= y && y <= h));
+        inside as f64 / c.log2.len() as f64
+    }
+
     #[test]
     fn writes_readable_real_formats() {
         let dir = tempfile::tempdir().unwrap();
@@ -695,12 +908,7 @@ mod tests {
         let c = ReferenceCohort::read(&dir.path().join(REFERENCE_CSV)).unwrap();
         let o = read_oracle(&dir.path().join(ORACLE_NPZ)).unwrap();
         // each truth is an independent draw from the distribution the oracle describes
-        let (lo, hi) = (&o.quantiles[0].1, &o.quantiles[6].1);
-        let inside = ndarray::Zip::from(lo)
-            .and(hi)
-            .and(&c.log2)
-            .fold(0usize, |n, &l, &h, &y| n + usize::from(l <= y && y <= h));
-        let cov = inside as f64 / c.log2.len() as f64;
+        let cov = oracle_90_coverage(dir.path());
         assert!(
             (0.85..=0.95).contains(&cov),
             "90% oracle interval covers {cov}"
@@ -814,5 +1022,63 @@ mod tests {
         assert_eq!(pw.len(), 380);
         let c = ReferenceCohort::read(&dir.path().join(REFERENCE_CSV)).unwrap();
         assert_eq!(c.aligned(&real).unwrap().dim(), (6, 20_820));
+    }
+
+    /// The harder world: a real gene subset with overlapping real pathways, saturating
+    /// programmes, site offsets in the features, subtype-dependent noise and an external
+    /// split; the oracle still describes the truth (its 90% interval covers ~90%).
+    #[test]
+    fn realistic_world_options() {
+        let dir = tempfile::tempdir().unwrap();
+        let reference =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/reference-cohorts");
+        let a = SynthOptions {
+            patients: 60,
+            slides_per_patient: 1,
+            oracle_draws: 200,
+            reference_dir: Some(reference),
+            real_genes: Some(300),
+            nonlinearity: 1.5,
+            sites: 3,
+            site_shift: 0.5,
+            noise_by_subtype: 0.5,
+            external_patients: 20,
+            ..small(dir.path())
+        };
+        let s = run_synth(&a).unwrap();
+        assert_eq!(s.genes, 300);
+        assert!(s.pathways > 50, "{} pathways", s.pathways);
+        let genes = GeneList::read(&dir.path().join(GENE_LIST)).unwrap();
+        let pw = PathwaySet::read_json(&dir.path().join(PATHWAYS_JSON), 300).unwrap();
+        assert!(pw.members.iter().all(|m| m.len() >= 2));
+        let c = ReferenceCohort::read(&dir.path().join(REFERENCE_CSV)).unwrap();
+        assert_eq!(c.len(), 60);
+        let t = ReferenceCohort::read(&dir.path().join(TRAINING_CSV)).unwrap();
+        assert_eq!(t.slides, c.slides[..40]);
+        assert_eq!(t.genes, genes.symbols());
+        let external = std::fs::read_to_string(dir.path().join(EXTERNAL_LIST)).unwrap();
+        assert_eq!(
+            external.lines().collect::<Vec<_>>(),
+            c.slides[40..]
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+        );
+        let sites: std::collections::BTreeSet<_> = c
+            .projects
+            .iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .into_iter()
+            .collect();
+        assert_eq!(sites.len(), 3, "{sites:?}");
+        let r = rnafm_runtime::npy::read_float_array(&dir.path().join(ORACLE_TRAINING_R), None)
+            .unwrap();
+        assert_eq!(r.len(), 300);
+        let cov = oracle_90_coverage(dir.path());
+        assert!(
+            (0.85..=0.95).contains(&cov),
+            "90% oracle interval covers {cov}"
+        );
     }
 }

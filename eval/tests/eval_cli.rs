@@ -127,3 +127,77 @@ fn a_missing_prediction_file_is_one_line_naming_it() {
         "{err}"
     );
 }
+
+/// The ridge baseline from the command line on a synthetic cohort with external patients:
+/// it predicts the external slides from the training CSV alone, informatively (well above
+/// zero r, below the oracle), and a slide without features is one line naming it.
+#[test]
+fn ridge_predicts_external_slides() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let o = eval_cmd()
+        .args(["synth", "--patients", "80", "--external-patients", "20"])
+        .args(["--genes", "60", "--pathways", "6", "--clusters", "6"])
+        .args(["--feat-dim", "8", "--oracle-draws", "64", "--seed", "9"])
+        .arg("--out")
+        .arg(d)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = eval_cmd()
+        .current_dir(d)
+        .args(["ridge", "--train", "training.csv", "--features", "features"])
+        .args([
+            "--genes",
+            "gene_list.csv",
+            "--slides",
+            "external.txt",
+            "-o",
+            "ridge.npy",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let pred = rnafm_runtime::npy::read_float_array(&d.join("ridge.npy"), None).unwrap();
+    assert_eq!(pred.shape(), &[20, 60]);
+    let o = eval_cmd()
+        .current_dir(d)
+        .args([
+            "evaluate",
+            "--pred",
+            "ridge.npy",
+            "--truth",
+            "reference.csv",
+        ])
+        .args(["--slides", "external.txt", "--oracle", "oracle.npz"])
+        .args(["--rank-by", "oracle_training_r.npy", "--out", "eval.json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let e: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("eval.json")).unwrap()).unwrap();
+    let r = e["accuracy"][0]["mean_pearson"].as_f64().unwrap();
+    let oracle = e["oracle"]["oracle_mean_pearson"].as_f64().unwrap();
+    assert!(r > 0.2 && r < oracle, "ridge r {r}, oracle {oracle}");
+    std::fs::write(d.join("bad.txt"), "NOPE.svs\n").unwrap();
+    let o = eval_cmd()
+        .current_dir(d)
+        .args(["ridge", "--train", "training.csv", "--features", "features"])
+        .args([
+            "--genes",
+            "gene_list.csv",
+            "--slides",
+            "bad.txt",
+            "-o",
+            "bad.npy",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("NOPE.svs") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+    assert!(!d.join("bad.npy").exists());
+}

@@ -42,7 +42,8 @@ use rnafm_eval::stats::finite_mean;
 use rnafm_runtime::checkpoint::PRED_FILE;
 use rnafm_runtime::training_metrics::TrainingMetrics;
 
-const WEIGHTS_FILE: &str = "regression.safetensors";
+/// The best baseline weights of a fold, in its fold folder.
+pub const WEIGHTS_FILE: &str = "regression.safetensors";
 
 /// Slide encoder → Linear(H, 2H) → SiLU → Linear(2H, G): a z-scored profile per slide.
 #[derive(Module, Debug)]
@@ -359,6 +360,8 @@ mod tests {
             patience: 100,
             cfg: 1.0,
             time_points: 2,
+            predict_time_points: None,
+            init_slide_encoder: None,
             val_draws: 1,
             oof_draws: 1,
             noise_draws: 1,

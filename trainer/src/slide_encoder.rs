@@ -24,6 +24,15 @@ pub struct SlideLayer<B: Backend> {
     pub fc2: Linear<B>,
 }
 
+/// The weight names of the slide encoder (official names, the same in the flow model and
+/// the regression baseline): names equal to or starting with one of these.
+pub const WEIGHT_PREFIXES: &[&str] = &[
+    "transformer.",
+    "image_embedder.",
+    "cluster_index_emb",
+    "empty_cond",
+];
+
 #[derive(Module, Debug)]
 pub struct SlideEncoder<B: Backend> {
     /// `cluster_index_emb` [K, D].

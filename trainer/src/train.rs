@@ -23,6 +23,7 @@ use rnafm_runtime::model_config::{ModelConfig, TokenMode};
 use rnafm_runtime::model_spec::ModelSpec;
 use rnafm_runtime::normalization::Normalization;
 use rnafm_runtime::pathways::PathwaySet;
+use rnafm_runtime::weights::WeightMap;
 use rnafm_runtime::{Error, Result};
 
 use crate::dataset::Cohort;
@@ -60,6 +61,11 @@ pub struct TrainOptions {
     pub patience: usize,
     pub cfg: f64,
     pub time_points: usize,
+    /// Euler time points of the validation and out-of-fold means (None: `time_points`).
+    /// 2 is one step from noise, x0 + v(x0, 0, y): for a flow trained to the data, v at
+    /// t = 0 is E[x1 | y] − x0, so the step lands on the network's conditional mean at a
+    /// 19th of the cost of a 20-point trajectory.
+    pub predict_time_points: Option<usize>,
     /// Draws averaged per slide in validation and out-of-fold predictions.
     pub val_draws: usize,
     /// Draws averaged per held-out slide in the out-of-fold predictions (the per-gene r that
@@ -69,6 +75,10 @@ pub struct TrainOptions {
     /// `batch × noise_draws` rows. More pairs per slide lower the variance of the
     /// flow-matching gradient, which the noise x0 dominates when slides are few.
     pub noise_draws: usize,
+    /// A regression-baseline run on the same folds (`rnafm-train train --model regression`)
+    /// whose fold-k slide encoder initialises fold k's flow model (the rest stays at its
+    /// initialisation).
+    pub init_slide_encoder: Option<PathBuf>,
     /// EMA decay target with the usual warm-up (`ema_decay_capped`); `None`: the official
     /// ramp (0.85 → 0.999 over 10,000 steps).
     pub ema_decay: Option<f64>,
@@ -410,7 +420,16 @@ impl<B: TrainBackend> FlowFold<'_, B> {
             None
         };
         let Some(dir) = resume_dir else {
-            let w = init_weights(spec, self.opts.seed.wrapping_add(f as u64));
+            let mut w = init_weights(spec, self.opts.seed.wrapping_add(f as u64));
+            if let Some(run) = &self.opts.init_slide_encoder {
+                let n = warm_start_slide_encoder(&mut w, run, f, &self.setup.dir)?;
+                tracing::info!(
+                    fold = f,
+                    tensors = n,
+                    "slide encoder from {}",
+                    run.display()
+                );
+            }
             let model = renumber_params(VelocityNet::<B>::from_weights(
                 spec,
                 &w,
@@ -654,6 +673,53 @@ impl<B: TrainBackend> FlowFold<'_, B> {
     }
 }
 
+/// Copies fold `f`'s slide encoder of the regression-baseline run `run` into `w`; the two
+/// runs must hold out the same slides (else the encoder would have seen this fold's test
+/// slides). Returns the number of tensors copied.
+fn warm_start_slide_encoder(w: &mut WeightMap, run: &Path, f: usize, fold: &Path) -> Result<usize> {
+    let theirs = fold_dir(run, f);
+    let ours = std::fs::read_to_string(fold.join(HELDOUT_LIST)).map_err(io(fold))?;
+    let held = theirs.join(HELDOUT_LIST);
+    let same = std::fs::read_to_string(&held).map_err(io(&held))?;
+    if ours != same {
+        return Err(Error::invalid(
+            &held,
+            format!(
+                "fold {f} of that run holds out other slides than this run's (train both with the same --folds/--seed or --splits)"
+            ),
+        ));
+    }
+    let path = theirs.join(crate::regression::WEIGHTS_FILE);
+    let base = WeightMap::read_safetensors(&path)?;
+    let mut n = 0;
+    for (name, t) in &base.tensors {
+        let encoder = crate::slide_encoder::WEIGHT_PREFIXES
+            .iter()
+            .any(|p| name.starts_with(p));
+        if !encoder {
+            continue;
+        }
+        match w.tensors.get(name) {
+            Some(mine) if mine.shape == t.shape => {
+                w.insert(name.clone(), t.clone());
+                n += 1;
+            }
+            _ => {
+                return Err(Error::invalid(
+                    &path,
+                    format!(
+                        "{name}: not a slide-encoder tensor of this model's shape (train the baseline with the same --hidden and features)"
+                    ),
+                ));
+            }
+        }
+    }
+    if n == 0 {
+        return Err(Error::invalid(&path, "holds no slide-encoder weights"));
+    }
+    Ok(n)
+}
+
 /// `last`, or `last.old` when a crash came between the two renames of a swap.
 fn find_last(last: &Path) -> Option<PathBuf> {
     let old = last.with_extension("old");
@@ -815,7 +881,8 @@ fn predict<B: FusedOps>(
             ),
             device,
         );
-        let s = crate::weight_io::to_vec(&sample(net, z, y, opts.time_points, cfg));
+        let points = opts.predict_time_points.unwrap_or(opts.time_points);
+        let s = crate::weight_io::to_vec(&sample(net, z, y, points, cfg));
         let mean = mean_of_draws(&s, chunk.len(), draws, g);
         for r in 0..chunk.len() {
             for j in 0..g {

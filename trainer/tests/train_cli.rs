@@ -536,3 +536,136 @@ fn noise_draws_and_ema_decay_take_effect() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--ema-decay"));
 }
+
+/// `--device cuda` without a usable GPU (or in a build without CUDA) fails at once in one
+/// line saying why, and writes nothing; `--device auto` trains on the CPU instead.
+#[test]
+fn device_cuda_fails_in_one_line_without_a_gpu() {
+    use rnafm_trainer::device::{Backend, TrainDevice, resolve};
+    if resolve(TrainDevice::Cuda).is_ok() {
+        eprintln!("a usable GPU is present: nothing to refuse");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    cohort(dir);
+    let out = base_command(dir, "run")
+        .args(["--device", "cuda"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("--device cuda: "), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(!dir.join("run").exists(), "nothing written");
+    // The step benchmark takes the same flag the same way.
+    let out = Command::new(env!("CARGO_BIN_EXE_rnafm-train"))
+        .current_dir(dir)
+        .args([
+            "bench",
+            "--genes",
+            "genes.txt",
+            "--pathways",
+            "pathways.json",
+        ])
+        .args(["--device", "cuda", "--json", "bench.json"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(!dir.join("bench.json").exists());
+    assert_eq!(resolve(TrainDevice::Auto).unwrap(), Backend::Cpu);
+    train(dir, "auto", &["--device", "auto", "--epochs", "1"]);
+    assert!(dir.join("auto/metrics.json").is_file());
+}
+
+/// The step benchmark draws its inputs from the seed: two runs with one seed give the same
+/// losses and weights (what lets a CUDA run be compared with a CPU run), another seed not.
+#[test]
+fn bench_is_reproducible_from_its_seed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    cohort(dir);
+    let bench = |seed: &str, name: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_rnafm-train"))
+            .current_dir(dir)
+            .args([
+                "bench",
+                "--genes",
+                "genes.txt",
+                "--pathways",
+                "pathways.json",
+            ])
+            .args([
+                "--clusters",
+                "4",
+                "--feat-dim",
+                "8",
+                "--hidden",
+                "16",
+                "--depth",
+                "1",
+            ])
+            .args([
+                "--heads", "2", "--batch", "3", "--warmup", "1", "--steps", "3",
+            ])
+            .args(["--device", "cpu", "--seed", seed])
+            .args(["--json", &format!("{name}.json")])
+            .args(["--weights-out", &format!("{name}.safetensors")])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.json"))).unwrap())
+                .unwrap();
+        let losses: Vec<f64> = serde_json::from_value(report["losses"].clone()).unwrap();
+        let weights = std::fs::read(dir.join(format!("{name}.safetensors"))).unwrap();
+        (losses, weights)
+    };
+    let (l1, w1) = bench("5", "a");
+    let (l2, w2) = bench("5", "b");
+    let (l3, w3) = bench("6", "c");
+    assert_eq!(l1.len(), 4);
+    assert!(l1.iter().all(|l| l.is_finite() && *l > 0.0), "{l1:?}");
+    assert_eq!(l1, l2);
+    assert!(w1 == w2, "same seed, same weights");
+    assert_ne!(l1, l3);
+    assert!(w1 != w3);
+}
+
+/// `--init-slide-encoder`: a flow run starts from the slide encoder of a baseline run on
+/// the same folds; a baseline run on other folds is refused in one line, before training.
+#[test]
+fn slide_encoder_from_a_baseline_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    cohort(dir);
+    train(dir, "base", &["--model", "regression", "--epochs", "2"]);
+    assert!(dir.join("base/fold_0/regression.safetensors").is_file());
+    let out = train(
+        dir,
+        "warm",
+        &["--epochs", "1", "--init-slide-encoder", "base", "-v"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("slide encoder from base"), "{err}");
+    // Other folds (another seed): the encoder has seen this fold's held-out slides.
+    train(
+        dir,
+        "base7",
+        &["--model", "regression", "--epochs", "1", "--seed", "7"],
+    );
+    let out = base_command(dir, "cold")
+        .args(["--epochs", "1", "--init-slide-encoder", "base7"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("holds out other slides"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use rnafm_eval::{calibrate, evaluate, report, synth};
+use rnafm_eval::{calibrate, evaluate, report, ridge, synth};
 use rnafm_runtime::calibration;
 
 /// Arguments of `evaluate`.
@@ -171,6 +171,38 @@ impl From<ReportArgs> for report::ReportOptions {
     }
 }
 
+/// Arguments of `ridge`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RidgeArgs {
+    /// Reference CSV of the training slides (every row is used).
+    #[arg(long)]
+    pub train: PathBuf,
+    /// Folder of per-slide K×D cluster features (<slide>.npy or .npz).
+    #[arg(long)]
+    pub features: PathBuf,
+    /// Gene list: the genes to predict, in order.
+    #[arg(long)]
+    pub genes: PathBuf,
+    /// Slides to predict, one name a line (e.g. a fold's heldout.txt).
+    #[arg(long)]
+    pub slides: PathBuf,
+    /// Output .npy [slides, genes] of log2(FPKM-UQ+1), rows in the order of --slides.
+    #[arg(short, long)]
+    pub out: PathBuf,
+}
+
+impl From<RidgeArgs> for ridge::RidgeOptions {
+    fn from(a: RidgeArgs) -> Self {
+        ridge::RidgeOptions {
+            train: a.train,
+            features: a.features,
+            genes: a.genes,
+            slides: a.slides,
+            out: a.out,
+        }
+    }
+}
+
 /// Options of the synthetic cohort generator (defaults: `SynthOptions::new`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct SynthArgs {
@@ -225,6 +257,28 @@ pub struct SynthArgs {
     /// Cohort whose gene statistics are used with --reference-dir.
     #[arg(long, default_value_t = defaults().cohort)]
     pub cohort: String,
+    /// With --reference-dir: a random subset of this many real genes (90% from GO-MF
+    /// pathways, 10% background), the pathways cut to them (about 350 overlapping tokens
+    /// for 1,100 genes).
+    #[arg(long)]
+    pub real_genes: Option<usize>,
+    /// Saturation γ of the pathway programmes, tanh(γ·latent) (0: linear).
+    #[arg(long, default_value_t = defaults().nonlinearity)]
+    pub nonlinearity: f64,
+    /// Number of sites; each patient's slides carry its site's offset in every feature
+    /// (a batch effect), and the CSV's project column names the site.
+    #[arg(long, default_value_t = defaults().sites)]
+    pub sites: usize,
+    /// SD of each site's feature offset.
+    #[arg(long, default_value_t = defaults().site_shift)]
+    pub site_shift: f64,
+    /// Heteroscedastic noise: gene noise variance × (1 ± r) by hidden subtype (0…0.9).
+    #[arg(long, default_value_t = defaults().noise_by_subtype)]
+    pub noise_by_subtype: f64,
+    /// Keep the last N patients out of training.csv and list their slides in external.txt
+    /// (reference.csv keeps every slide as the truth).
+    #[arg(long, default_value_t = defaults().external_patients)]
+    pub external_patients: usize,
 }
 
 impl From<SynthArgs> for synth::SynthOptions {
@@ -248,6 +302,12 @@ impl From<SynthArgs> for synth::SynthOptions {
             oracle_draws: a.oracle_draws,
             reference_dir: a.reference_dir,
             cohort: a.cohort,
+            real_genes: a.real_genes,
+            nonlinearity: a.nonlinearity,
+            sites: a.sites,
+            site_shift: a.site_shift,
+            noise_by_subtype: a.noise_by_subtype,
+            external_patients: a.external_patients,
         }
     }
 }
