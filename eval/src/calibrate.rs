@@ -4,7 +4,7 @@
 //! (`fold_N/validation.txt`). The result goes to a calibration file that `rnafm-export`
 //! stores in the bundle.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use ndarray::Axis;
 use rnafm_runtime::calibration::{self, Calibration};
@@ -16,16 +16,19 @@ use rnafm_runtime::slide_names::samples_file;
 
 #[derive(Debug, Clone)]
 pub struct CalibrateOptions {
-    /// rnafm-run output folder with `<slide>.samples.npy` draws (--save-samples,
-    /// --no-calibration) and its run.json.
-    pub pred: PathBuf,
+    /// rnafm-run output folders with `<slide>.samples.npy` draws (--save-samples,
+    /// --no-calibration) and their run.json, all with the same guidance, time points and
+    /// number of draws. Several folders cross-fit: e.g. each fold's model run on its own
+    /// held-out slides, so that every calibration value comes from a model that did not
+    /// train on that slide.
+    pub pred: Vec<PathBuf>,
     /// Reference CSV with the measured values of those slides.
     pub truth: PathBuf,
     /// Gene list in the draws' column order (default: the CSV's gene columns).
     pub genes: Option<PathBuf>,
-    /// Fit on these slides only (one name a line, e.g. fold_0/validation.txt); default:
-    /// every CSV slide with draws in --pred.
-    pub slides: Option<PathBuf>,
+    /// Per `pred` folder, in order: fit on these slides only (one name a line, e.g.
+    /// fold_0/validation.txt). Empty: every CSV slide with draws in each folder.
+    pub slides: Vec<PathBuf>,
     /// Calibration file to write (e.g. <run>/fold_0/calibration.json). Entries of an
     /// existing file for other guidance scales or step counts are kept.
     pub out: PathBuf,
@@ -36,8 +39,8 @@ pub struct CalibrateOptions {
 }
 
 /// Sampling setting of the draws from the run's run.json: (cfg, steps).
-fn run_setting(args: &CalibrateOptions) -> Result<(f32, usize)> {
-    let path = args.pred.join("run.json");
+fn run_setting(pred: &Path) -> Result<(f32, usize)> {
+    let path = pred.join("run.json");
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
     let v: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| Error::invalid(&path, format!("not JSON: {e}")))?;
@@ -64,9 +67,50 @@ fn run_setting(args: &CalibrateOptions) -> Result<(f32, usize)> {
     Ok((cfg as f32, steps as usize))
 }
 
+/// CSV rows of the slides named in `list` (one a line).
+fn listed_rows(list: &Path, cohort: &ReferenceCohort, truth: &Path) -> Result<Vec<usize>> {
+    let text = std::fs::read_to_string(list).map_err(|e| Error::io(list, e))?;
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|name| {
+            cohort.slides.iter().position(|s| s == name).ok_or_else(|| {
+                Error::invalid(list, format!("slide {name} is not in {}", truth.display()))
+            })
+        })
+        .collect()
+}
+
 /// Fits and writes the calibration; returns the new entry.
 pub fn run_calibrate(args: &CalibrateOptions) -> Result<Calibration> {
-    let (cfg, steps) = run_setting(args)?;
+    let Some(first) = args.pred.first() else {
+        return Err(Error::Runtime("calibrate: no --pred folder".into()));
+    };
+    if !args.slides.is_empty() && args.slides.len() != args.pred.len() {
+        return Err(Error::invalid(
+            &args.slides[0],
+            format!(
+                "{} --slides lists for {} --pred folders: give one per folder, in order, or none",
+                args.slides.len(),
+                args.pred.len()
+            ),
+        ));
+    }
+    let (cfg, steps) = run_setting(first)?;
+    for p in &args.pred[1..] {
+        let other = run_setting(p)?;
+        if other != (cfg, steps) {
+            return Err(Error::invalid(
+                p.join("run.json"),
+                format!(
+                    "draws with guidance {} and {} time points; {} has guidance {cfg} and {steps}",
+                    other.0,
+                    other.1,
+                    first.display()
+                ),
+            ));
+        }
+    }
     let cohort = ReferenceCohort::read(&args.truth)?;
     let (truth, n_genes) = match &args.genes {
         Some(p) => {
@@ -75,46 +119,64 @@ pub fn run_calibrate(args: &CalibrateOptions) -> Result<Calibration> {
         }
         None => (cohort.log2.clone(), cohort.genes.len()),
     };
-    let rows: Vec<usize> = match &args.slides {
-        Some(list) => {
-            let text = std::fs::read_to_string(list).map_err(|e| Error::io(list, e))?;
-            text.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(|name| {
-                    cohort.slides.iter().position(|s| s == name).ok_or_else(|| {
-                        Error::invalid(
-                            list,
-                            format!("slide {name} is not in {}", args.truth.display()),
-                        )
-                    })
-                })
-                .collect::<Result<_>>()?
+    let mut all_rows: Vec<usize> = Vec::new();
+    let mut parts = Vec::new();
+    for (i, pred) in args.pred.iter().enumerate() {
+        let rows: Vec<usize> = match args.slides.get(i) {
+            Some(list) => listed_rows(list, &cohort, &args.truth)?,
+            None => (0..cohort.len())
+                .filter(|&r| samples_file(pred, &cohort.slides[r]).is_some())
+                .collect(),
+        };
+        if rows.is_empty() {
+            return Err(Error::invalid(
+                pred,
+                "no <slide>.samples.npy for any slide of the reference CSV",
+            ));
         }
-        None => (0..cohort.len())
-            .filter(|&i| samples_file(&args.pred, &cohort.slides[i]).is_some())
-            .collect(),
-    };
-    if rows.is_empty() {
-        return Err(Error::invalid(
-            &args.pred,
-            "no <slide>.samples.npy for any slide of the reference CSV",
-        ));
+        if let Some(&r) = rows.iter().find(|r| all_rows.contains(r)) {
+            return Err(Error::invalid(
+                pred,
+                format!(
+                    "slide {} is in two --pred folders; each slide may count once",
+                    cohort.slides[r]
+                ),
+            ));
+        }
+        let names: Vec<String> = rows.iter().map(|&r| cohort.slides[r].clone()).collect();
+        let (_, samples) = read_predictions(pred, &names, &rows, cohort.len(), n_genes)?;
+        let samples = samples.ok_or_else(|| Error::invalid(pred, "no draws"))?;
+        if let Some(p0) = parts
+            .first()
+            .map(|a: &ndarray::Array3<f32>| a.len_of(Axis(0)))
+            && samples.len_of(Axis(0)) != p0
+        {
+            return Err(Error::invalid(
+                pred,
+                format!(
+                    "{} draws per slide; {} has {p0}: run all folders with the same --samples",
+                    samples.len_of(Axis(0)),
+                    first.display()
+                ),
+            ));
+        }
+        parts.push(samples);
+        all_rows.extend(rows);
     }
-    let names: Vec<String> = rows.iter().map(|&i| cohort.slides[i].clone()).collect();
-    let (_, samples) = read_predictions(&args.pred, &names, &rows, cohort.len(), n_genes)?;
-    let samples = samples.ok_or_else(|| Error::invalid(&args.pred, "no draws"))?;
-    let truth = truth.select(Axis(0), &rows);
-    let levels = calibration::fit_levels(samples.view(), truth.view(), &args.levels, &args.pred)?;
+    let views: Vec<_> = parts.iter().map(|a| a.view()).collect();
+    let samples = ndarray::concatenate(Axis(1), &views)
+        .map_err(|e| Error::invalid(first, format!("cannot pool the draws: {e}")))?;
+    let truth = truth.select(Axis(0), &all_rows);
+    let levels = calibration::fit_levels(samples.view(), truth.view(), &args.levels, first)?;
     let new = Calibration {
         cfg,
         steps,
         levels,
-        slides: rows.len(),
+        slides: all_rows.len(),
         values: truth.len(),
         fitted_on: Some(args.fitted_on.clone()),
     };
-    new.validate(&args.pred)?;
+    new.validate(first)?;
     let existing = if args.out.is_file() {
         calibration::read_file(&args.out)?
     } else {
@@ -201,10 +263,10 @@ mod tests {
         other.levels[0].factor = 7.0;
         calibration::write_file(&out, &[other]).unwrap();
         let args = CalibrateOptions {
-            pred: pred.clone(),
+            pred: vec![pred.clone()],
             truth: d.join("ref.csv"),
             genes: None,
-            slides: None,
+            slides: vec![],
             out: out.clone(),
             levels: calibration::DEFAULT_LEVELS.to_vec(),
             fitted_on: "test".into(),
@@ -223,6 +285,43 @@ mod tests {
         // a second fit for guidance 2 replaces the first
         run_calibrate(&args).unwrap();
         assert_eq!(calibration::read_file(&out).unwrap().len(), 2);
+        // Cross-fitting: the same draws split over two folders (as two folds' models on
+        // their held-out slides) give the same fit as one folder.
+        let halves = [d.join("fold_a"), d.join("fold_b")];
+        for (i, h) in halves.iter().enumerate() {
+            std::fs::create_dir_all(h).unwrap();
+            std::fs::write(h.join("run.json"), run_json(false)).unwrap();
+            for s in (i * slides / 2)..((i + 1) * slides / 2) {
+                let f = format!("s{s}.samples.npy");
+                std::fs::copy(pred.join(&f), h.join(&f)).unwrap();
+            }
+        }
+        let split = CalibrateOptions {
+            pred: halves.to_vec(),
+            out: d.join("split.json"),
+            ..args.clone()
+        };
+        let c2 = run_calibrate(&split).unwrap();
+        assert_eq!((c2.slides, c2.values), (c.slides, c.values));
+        for (a, b) in c.levels.iter().zip(&c2.levels) {
+            assert!((a.factor - b.factor).abs() < 1e-9, "{a:?} {b:?}");
+        }
+        // a slide in two folders counts twice: refused
+        std::fs::copy(
+            pred.join("s0.samples.npy"),
+            halves[1].join("s0.samples.npy"),
+        )
+        .unwrap();
+        let e = run_calibrate(&split).unwrap_err().to_string();
+        assert!(e.contains("fold_b") && e.contains("s0.svs"), "{e}");
+        // one --slides list for two folders: refused
+        let e = run_calibrate(&CalibrateOptions {
+            slides: vec![d.join("list.txt")],
+            ..split.clone()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("one per folder"), "{e}");
         std::fs::write(pred.join("run.json"), run_json(true)).unwrap();
         let e = run_calibrate(&args).unwrap_err().to_string();
         assert!(

@@ -8,7 +8,7 @@ use std::path::Path;
 use ndarray::{ArrayView2, Axis};
 use rnafm_runtime::Result;
 use rnafm_runtime::checkpoint::PRED_FILE;
-use rnafm_runtime::training_metrics::{FoldMetrics, METRICS_FILE, TrainingMetrics};
+use rnafm_runtime::training_metrics::{FoldMetrics, FoldSeconds, METRICS_FILE, TrainingMetrics};
 
 use crate::gene_scores::{TOP_KS, gene_r_without_each_fold, per_gene, rank_by_r, summarize};
 
@@ -16,12 +16,14 @@ use crate::gene_scores::{TOP_KS, gene_r_without_each_fold, per_gene, rank_by_r, 
 pub const METRICS_TABLE_FILE: &str = "metrics.txt";
 
 /// Scores out-of-fold predictions `oof` against `truth` (both slides × genes, log2):
-/// `folds[k]` lists fold k's held-out rows and `best_epochs[k]` its chosen epoch.
+/// `folds[k]` lists fold k's held-out rows, `best_epochs[k]` its chosen epoch and
+/// `seconds[k]` where its time went (missing entries: not measured).
 pub fn cv_metrics(
     oof: ArrayView2<'_, f32>,
     truth: ArrayView2<'_, f32>,
     folds: &[Vec<usize>],
     best_epochs: &[Option<usize>],
+    seconds: &[Option<FoldSeconds>],
     genes: &[String],
 ) -> TrainingMetrics {
     let pooled = per_gene(oof, truth);
@@ -39,6 +41,7 @@ pub fn cv_metrics(
                 slides: idx.len(),
                 best_epoch: best_epochs.get(f).copied().flatten(),
                 summary: summarize(&m, Some(&pooled.pearson), &TOP_KS),
+                seconds: seconds.get(f).copied().flatten(),
             }
         })
         .collect();
@@ -61,10 +64,11 @@ pub fn finish_run(
     truth: ArrayView2<'_, f32>,
     folds: &[Vec<usize>],
     best_epochs: &[Option<usize>],
+    seconds: &[Option<FoldSeconds>],
     genes: &[String],
 ) -> Result<TrainingMetrics> {
     rnafm_runtime::npy::write_npy(&run.join(PRED_FILE), &oof)?;
-    let m = cv_metrics(oof, truth, folds, best_epochs, genes);
+    let m = cv_metrics(oof, truth, folds, best_epochs, seconds, genes);
     write_cv_metrics(run, &m)?;
     Ok(m)
 }
@@ -98,6 +102,22 @@ pub fn metrics_table(r: &TrainingMetrics) -> String {
             row.mean_pearson, row.mean_rmse
         ));
     }
+    for f in &r.folds {
+        if let Some(t) = &f.seconds {
+            s.push_str(&format!(
+                "fold {}: {} epochs in {:.0} s ({:.2} s/epoch); sampling {:.0} s ({} validations {:.0} s, out-of-fold {:.0} s) = {:.0}% of the fold\n",
+                f.fold,
+                t.epochs,
+                t.training,
+                t.per_epoch(),
+                t.validation + t.out_of_fold,
+                t.validations,
+                t.validation,
+                t.out_of_fold,
+                100.0 * t.sampling_share()
+            ));
+        }
+    }
     s
 }
 
@@ -124,7 +144,14 @@ mod tests {
         ];
         let folds = vec![vec![0, 1], vec![2, 3]];
         let genes: Vec<String> = ["A", "B", "C"].map(String::from).to_vec();
-        let m = cv_metrics(oof.view(), truth.view(), &folds, &[Some(3), None], &genes);
+        let m = cv_metrics(
+            oof.view(),
+            truth.view(),
+            &folds,
+            &[Some(3), None],
+            &[],
+            &genes,
+        );
         assert!(m.pooled_gene_r[1].is_nan());
         let col = |a: &ndarray::Array2<f32>, j: usize| -> Vec<f64> {
             a.column(j).iter().map(|&v| f64::from(v)).collect()

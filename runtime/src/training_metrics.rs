@@ -42,6 +42,36 @@ pub struct FoldMetrics {
     pub best_epoch: Option<usize>,
     /// Over all genes and the top-k sets of the pooled ranking.
     pub summary: Vec<GeneSetSummary>,
+    /// Where the fold's time went (RNA-FM; absent for the regression baseline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<FoldSeconds>,
+}
+
+/// Wall-clock seconds of one fold of RNA-FM training, split into the optimiser steps and
+/// the sampling that validation and the out-of-fold predictions do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct FoldSeconds {
+    /// Epochs trained and the seconds of their optimiser steps.
+    pub epochs: usize,
+    pub training: f64,
+    /// Validations run and their seconds (sampling the validation slides).
+    pub validations: usize,
+    pub validation: f64,
+    /// Sampling the held-out slides once the fold is trained.
+    pub out_of_fold: f64,
+}
+
+impl FoldSeconds {
+    /// Seconds of optimiser steps per epoch.
+    pub fn per_epoch(&self) -> f64 {
+        self.training / self.epochs.max(1) as f64
+    }
+
+    /// Share of the fold's time spent sampling (validation and out-of-fold).
+    pub fn sampling_share(&self) -> f64 {
+        let sampling = self.validation + self.out_of_fold;
+        sampling / (sampling + self.training).max(1e-12)
+    }
 }
 
 /// The whole file.
@@ -151,6 +181,13 @@ mod tests {
                 slides: 3,
                 best_epoch: Some(5),
                 summary: vec![s(None, f64::NAN)],
+                seconds: Some(FoldSeconds {
+                    epochs: 4,
+                    training: 2.0,
+                    validations: 2,
+                    validation: 1.0,
+                    out_of_fold: 1.0,
+                }),
             }],
             pooled: vec![s(None, 0.25), s(Some(1), 0.5)],
             genes: vec!["A".into(), "B".into()],
@@ -181,6 +218,9 @@ mod tests {
                 .contains("fold 2")
         );
         assert_eq!(back.pooled[1].label(), "top 1");
+        assert_eq!(back.folds[0].seconds, m.folds[0].seconds);
+        let t = back.folds[0].seconds.unwrap();
+        assert_eq!((t.per_epoch(), t.sampling_share()), (0.5, 0.5));
     }
 
     #[test]

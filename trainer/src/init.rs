@@ -195,3 +195,22 @@ pub fn init_weights(spec: &ModelSpec, seed: u64) -> WeightMap {
     }
     w.map
 }
+
+/// Adds the training-only auxiliary head (slide embedding → genes; see
+/// `TrainOptions::aux_weight`) to fresh weights: Xavier weight, zero bias.
+pub fn add_aux_head(w: &mut WeightMap, hidden: usize, genes: usize, seed: u64) {
+    let mut i = Init {
+        rng: ChaCha8Rng::seed_from_u64(seed ^ 0xA0C5),
+        map: WeightMap::new(),
+    };
+    i.linear(
+        crate::velocity_net::AUX_HEAD,
+        hidden,
+        genes,
+        true,
+        Weight::Xavier,
+    );
+    for (name, t) in i.map.tensors {
+        w.insert(name, t);
+    }
+}

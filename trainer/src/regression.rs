@@ -180,6 +180,7 @@ pub fn train_baseline<B: TrainBackend>(
         cohort.log2.view(),
         &fold_tests,
         &best_epochs,
+        &[],
         genes.symbols(),
     )
 }
@@ -365,6 +366,7 @@ mod tests {
             val_draws: 1,
             oof_draws: 1,
             noise_draws: 1,
+            aux_weight: 0.0,
             ema_decay: None,
             val_fraction: 0.1,
             val_loss: Default::default(),

@@ -40,7 +40,7 @@ use rnafm_runtime::checkpoint::{
     BEST_DIR, CheckpointDir, EMA_FILE, HELDOUT_LIST, LAST_DIR, PRED_FILE, RAW_FILE,
     VALIDATION_LIST, fold_dir,
 };
-use rnafm_runtime::training_metrics::TrainingMetrics;
+use rnafm_runtime::training_metrics::{FoldSeconds, TrainingMetrics};
 
 #[derive(Debug, Clone)]
 pub struct TrainOptions {
@@ -75,6 +75,13 @@ pub struct TrainOptions {
     /// `batch × noise_draws` rows. More pairs per slide lower the variance of the
     /// flow-matching gradient, which the noise x0 dominates when slides are few.
     pub noise_draws: usize,
+    /// Weight of an auxiliary loss that trains the slide encoder directly: a linear head
+    /// from the slide embedding predicts the z-scored profile (MSE), added to the
+    /// flow-matching loss on conditioned batches. The flow objective alone gives the encoder
+    /// a weak, noisy gradient (the noise x0 dominates it), too weak to find the slide's
+    /// signal among stronger nuisance variation (site effects) with ~100 slides. The head
+    /// is dropped at export. 0: off.
+    pub aux_weight: f64,
     /// A regression-baseline run on the same folds (`rnafm-train train --model regression`)
     /// whose fold-k slide encoder initialises fold k's flow model (the rest stays at its
     /// initialisation).
@@ -133,9 +140,14 @@ pub struct TrainState {
     pub stopped_early: bool,
     pub seed: u64,
     pub last_loss: Option<f64>,
+    /// Time spent so far (carried over a resume).
+    #[serde(default)]
+    pub seconds: FoldSeconds,
 }
 
 const STATE_FILE: &str = "train_state.json";
+/// A finished fold's [`FoldSeconds`], next to its predictions.
+const SECONDS_FILE: &str = "seconds.json";
 /// Marks a finished fold (its predictions are reused under --resume).
 const DONE_FILE: &str = "done";
 const OPTIM_FILE: &str = "optimizer";
@@ -193,6 +205,7 @@ pub fn train<B: TrainBackend>(opts: &TrainOptions, device: &B::Device) -> Result
     let n_genes = genes.len();
     let mut oof = Array2::<f32>::zeros((cohort.len(), n_genes));
     let mut fold_tests = Vec::new();
+    let mut fold_seconds = Vec::new();
     for f in 0..splits.folds.len() {
         let (train_idx, test_idx) = splits.slides(&cohort.patients, f, &splits_path)?;
         if train_idx.is_empty() || test_idx.is_empty() {
@@ -207,7 +220,8 @@ pub fn train<B: TrainBackend>(opts: &TrainOptions, device: &B::Device) -> Result
             pathways: pathways.clone(),
             normalization: None,
         };
-        let pred = run_fold::<B>(opts, &cohort, base, f, &train_idx, &test_idx, device)?;
+        let (pred, seconds) = run_fold::<B>(opts, &cohort, base, f, &train_idx, &test_idx, device)?;
+        fold_seconds.push(seconds);
         for (row, &s) in test_idx.iter().enumerate() {
             oof.row_mut(s).assign(&pred.row(row));
         }
@@ -228,6 +242,7 @@ pub fn train<B: TrainBackend>(opts: &TrainOptions, device: &B::Device) -> Result
         cohort.log2.view(),
         &fold_tests,
         &best_epochs,
+        &fold_seconds,
         genes.symbols(),
     )
 }
@@ -328,16 +343,22 @@ fn run_fold<B: TrainBackend>(
     train_all: &[usize],
     test_idx: &[usize],
     device: &B::Device,
-) -> Result<Array2<f32>> {
+) -> Result<(Array2<f32>, Option<FoldSeconds>)> {
     let dir = fold_dir(&opts.out, f);
     let pred_path = dir.join(PRED_FILE);
     let done_path = dir.join(DONE_FILE);
+    let seconds_path = dir.join(SECONDS_FILE);
     if opts.resume && done_path.is_file() {
         tracing::info!(fold = f, "fold already finished; reusing its predictions");
         let a = rnafm_runtime::npy::read_float_array(&pred_path, None)?;
-        return a
-            .into_dimensionality::<ndarray::Ix2>()
-            .map_err(|e| Error::invalid(&pred_path, format!("not a 2-D array: {e}")));
+        let seconds = std::fs::read_to_string(&seconds_path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
+        return Ok((
+            a.into_dimensionality::<ndarray::Ix2>()
+                .map_err(|e| Error::invalid(&pred_path, format!("not a 2-D array: {e}")))?,
+            seconds,
+        ));
     }
     let setup = FoldSetup::new(opts, cohort, f, train_all, test_idx)?;
     spec.normalization = Some(setup.norm.clone());
@@ -376,7 +397,10 @@ fn run_fold<B: TrainBackend>(
     let start_step = p.state.step;
     while p.state.epoch < opts.epochs && !p.state.stopped_early {
         let loss_sum;
+        let t0 = Instant::now();
         (p, optim, loss_sum) = fold.train_epoch(p, optim, &bar, started, start_step)?;
+        p.state.seconds.training += t0.elapsed().as_secs_f64();
+        p.state.seconds.epochs += 1;
         p.state.epoch += 1;
         p.state.last_loss = Some(loss_sum / steps_per_epoch as f64);
         tracing::info!(
@@ -386,16 +410,31 @@ fn run_fold<B: TrainBackend>(
             "epoch done"
         );
         if p.state.epoch % opts.val_every.max(1) == 0 || p.state.epoch == opts.epochs {
+            let t0 = Instant::now();
             fold.validate(&mut p)?;
+            p.state.seconds.validation += t0.elapsed().as_secs_f64();
+            p.state.seconds.validations += 1;
         }
         fold.save_last(&p, &optim, &recorder)?;
     }
     bar.finish_and_clear();
 
+    let mut seconds = p.state.seconds;
+    let t0 = Instant::now();
     let pred = fold.predict_heldout(p.ema, test_idx)?;
+    seconds.out_of_fold = t0.elapsed().as_secs_f64();
+    tracing::info!(
+        fold = f,
+        seconds_per_epoch = seconds.per_epoch(),
+        sampling_share = seconds.sampling_share(),
+        "fold timing"
+    );
     rnafm_runtime::npy::write_npy(&pred_path, &pred.view())?;
+    let text = serde_json::to_string_pretty(&seconds)
+        .map_err(|e| Error::Runtime(format!("cannot serialise timings: {e}")))?;
+    rnafm_runtime::atomic::write_bytes_atomic(&seconds_path, text.as_bytes())?;
     std::fs::write(&done_path, b"").map_err(io(&done_path))?;
-    Ok(pred)
+    Ok((pred, Some(seconds)))
 }
 
 impl<B: TrainBackend> FlowFold<'_, B> {
@@ -421,6 +460,14 @@ impl<B: TrainBackend> FlowFold<'_, B> {
         };
         let Some(dir) = resume_dir else {
             let mut w = init_weights(spec, self.opts.seed.wrapping_add(f as u64));
+            if self.opts.aux_weight > 0.0 {
+                crate::init::add_aux_head(
+                    &mut w,
+                    spec.config.hidden,
+                    spec.config.genes,
+                    self.opts.seed.wrapping_add(f as u64),
+                );
+            }
             if let Some(run) = &self.opts.init_slide_encoder {
                 let n = warm_start_slide_encoder(&mut w, run, f, &self.setup.dir)?;
                 tracing::info!(
@@ -448,6 +495,7 @@ impl<B: TrainBackend> FlowFold<'_, B> {
                 stopped_early: false,
                 seed: self.opts.seed,
                 last_loss: None,
+                seconds: FoldSeconds::default(),
             };
             return Ok((Progress { model, ema, state }, optim));
         };
@@ -529,8 +577,17 @@ impl<B: TrainBackend> FlowFold<'_, B> {
             let xt = Tensor::<B, 2>::from_data(TensorData::new(xt, [b, g]), device);
             let target = Tensor::<B, 2>::from_data(TensorData::new(target, [b, g]), device);
             let t = Tensor::<B, 1>::from_data(TensorData::new(ts, [b]), device);
-            let v = model.forward(xt, t, y);
-            let loss = (v - target).powf_scalar(2.0).mean();
+            let (v, slide) = model.forward_with_slide(xt, t, y);
+            let mut loss = (v - target).powf_scalar(2.0).mean();
+            if let (Some(head), false) = (&model.aux, drop) {
+                let x1: Vec<f32> = batch
+                    .iter()
+                    .flat_map(|&s| self.setup.z.row(s).to_vec())
+                    .collect();
+                let x1 = Tensor::<B, 2>::from_data(TensorData::new(x1, [b, g]), device);
+                let aux = (head.forward(slide) - x1).powf_scalar(2.0).mean();
+                loss = loss + aux * opts.aux_weight;
+            }
             let loss_v = loss.clone().into_scalar().elem::<f64>();
             if !loss_v.is_finite() {
                 return Err(Error::invalid(

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use burn::nn::Linear;
 use burn::prelude::*;
 use burn::tensor::IndexingUpdateOp;
 use burn::tensor::activation::silu;
@@ -33,17 +34,35 @@ pub struct VelocityNet<B: Backend> {
     /// 1 / (number of heads predicting each gene), [1, G].
     pub inv_count: Tensor<B, 2>,
     pub n_genes: usize,
+    /// Training-only head from the slide embedding to the z-scored profile
+    /// ([`AUX_HEAD`]; see `TrainOptions::aux_weight`). Not part of the official model and
+    /// not exported: sampling never uses it.
+    pub aux: Option<Linear<B>>,
 }
+
+/// Weight-name prefix of the training-only auxiliary head.
+pub const AUX_HEAD: &str = "rnafm_aux_head";
 
 impl<B: FusedOps> VelocityNet<B> {
     /// Velocity with the slide condition `y`; `x` [B, G], `t` [B], `y` [B, K, D].
     pub fn forward(&self, x: Tensor<B, 2>, t: Tensor<B, 1>, y: Tensor<B, 3>) -> Tensor<B, 2> {
+        self.forward_with_slide(x, t, y).0
+    }
+
+    /// The velocity and the slide embedding [B, H] it was conditioned on.
+    pub fn forward_with_slide(
+        &self,
+        x: Tensor<B, 2>,
+        t: Tensor<B, 1>,
+        y: Tensor<B, 3>,
+    ) -> (Tensor<B, 2>, Tensor<B, 2>) {
         let [b, _] = x.dims();
         let (mut tok, bg) = self.genes.forward(x.clone());
         if let Some(g) = &self.graph {
             tok = g.forward(tok);
         }
-        let c = self.time.forward(t) + self.slide.forward(y);
+        let slide = self.slide.forward(y);
+        let c = self.time.forward(t) + slide.clone();
         let sc = silu(c);
         for blk in &self.blocks {
             tok = blk.forward(tok, sc.clone());
@@ -58,7 +77,7 @@ impl<B: FusedOps> VelocityNet<B> {
             out,
             IndexingUpdateOp::Add,
         );
-        v * self.inv_count.clone()
+        (v * self.inv_count.clone(), slide)
     }
 
     /// Velocity with the null condition (`empty_cond`).
@@ -137,6 +156,11 @@ impl<B: Backend> VelocityNet<B> {
             out_index: index_tensor(&out_index, device),
             inv_count: l.from_vec(inv, [1, cfg.genes]),
             n_genes: cfg.genes,
+            aux: if weights.tensors.contains_key(&format!("{AUX_HEAD}.weight")) {
+                Some(l.linear(AUX_HEAD, h, cfg.genes, true)?)
+            } else {
+                None
+            },
         })
     }
 
@@ -155,6 +179,9 @@ impl<B: Backend> VelocityNet<B> {
         self.heads.save(&mut s);
         if let Some(b) = &self.bg_head {
             b.save(&mut s);
+        }
+        if let Some(a) = &self.aux {
+            s.linear(AUX_HEAD, a);
         }
         s.map
     }

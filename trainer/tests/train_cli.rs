@@ -477,7 +477,8 @@ fn best_checkpoint_follows_the_validation_loss() {
     }
 }
 
-/// --noise-draws and --ema-decay change training (not ignored) but not its step count.
+/// --noise-draws, --ema-decay and --aux-weight change training (not ignored) but not its
+/// step count.
 #[test]
 fn noise_draws_and_ema_decay_take_effect() {
     let tmp = tempfile::tempdir().unwrap();
@@ -529,6 +530,33 @@ fn noise_draws_and_ema_decay_take_effect() {
             &read("ema", "ema.safetensors")
         ) > 1e-5
     );
+    // --aux-weight: the checkpoint carries the training-only head, and the encoder trained
+    // differently; metrics.json says where each fold's time went.
+    train(
+        dir,
+        "aux",
+        &["--epochs", "3", "--splits", splits, "--aux-weight", "1"],
+    );
+    let aux = read("aux", "model.safetensors");
+    assert!(aux.tensors.contains_key("rnafm_aux_head.weight"));
+    assert!(!plain.tensors.contains_key("rnafm_aux_head.weight"));
+    assert!(max_diff(&plain, &aux) > 1e-4);
+    let m = rnafm_runtime::training_metrics::TrainingMetrics::read(&dir.join("aux/metrics.json"))
+        .unwrap();
+    for f in &m.folds {
+        let t = f.seconds.expect("fold timings");
+        assert_eq!(t.epochs, 3);
+        assert!(
+            t.training > 0.0 && t.out_of_fold > 0.0 && t.validations >= 1,
+            "{t:?}"
+        );
+    }
+    let bad = base_command(dir, "bad")
+        .args(["--aux-weight", "-1"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--aux-weight"));
     let bad = base_command(dir, "bad")
         .args(["--ema-decay", "1.5"])
         .output()

@@ -264,6 +264,13 @@ struct TrainArgs {
     /// dominates when slides are few; each step costs that many times more.
     #[arg(long, default_value_t = 1)]
     noise_draws: usize,
+    /// Weight of the auxiliary loss that trains the slide encoder directly: a linear head
+    /// from the slide embedding predicts the z-scored profile, its squared error added to
+    /// the flow-matching loss. It helps the encoder find the slide's signal when slides are
+    /// few and nuisance variation (scanner or site effects) is strong. The head is not
+    /// exported. 0 = off.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_nonneg)]
+    aux_weight: f64,
     /// EMA decay of the weights used for validation and prediction, reached after a warm-up
     /// ((1+step)/(10+step) until then). Default: the official ramp, 0.85 → 0.999 over
     /// 10,000 steps, which in a run of a few hundred steps averages only the last ~10.
@@ -481,6 +488,7 @@ fn train(a: TrainArgs) -> Result<()> {
         val_draws: a.val_draws.max(1),
         oof_draws: a.oof_draws.max(1),
         noise_draws: a.noise_draws.max(1),
+        aux_weight: a.aux_weight,
         ema_decay: a.ema_decay,
         val_fraction: a.val_fraction,
         val_loss: a.val_loss.into(),
@@ -627,5 +635,17 @@ fn parse_fraction(s: &str) -> std::result::Result<f64, String> {
         Ok(v)
     } else {
         Err(format!("{v} is not between 0 and 1"))
+    }
+}
+
+/// A finite number ≥ 0.
+fn parse_nonneg(s: &str) -> std::result::Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|e| format!("`{s}` is not a number: {e}"))?;
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not a finite number ≥ 0"))
     }
 }

@@ -80,19 +80,21 @@ impl From<EvaluateArgs> for evaluate::EvaluateOptions {
 #[derive(Debug, Clone, clap::Args)]
 pub struct CalibrateArgs {
     /// rnafm-run output folder with `<slide>.samples.npy` draws (--save-samples,
-    /// --no-calibration) and its run.json.
-    #[arg(long)]
-    pub pred: PathBuf,
+    /// --no-calibration) and its run.json. Repeat it to pool folders (same guidance, time
+    /// points and draws), e.g. each fold's model run on its own held-out slides: a
+    /// cross-fitted calibration on every out-of-fold slide.
+    #[arg(long, required = true)]
+    pub pred: Vec<PathBuf>,
     /// Reference CSV with the measured values of those slides.
     #[arg(long)]
     pub truth: PathBuf,
     /// Gene list in the draws' column order (default: the CSV's gene columns).
     #[arg(long)]
     pub genes: Option<PathBuf>,
-    /// Fit on these slides only (one name a line, e.g. fold_0/validation.txt); default:
-    /// every CSV slide with draws in --pred.
+    /// Fit on these slides only (one name a line, e.g. fold_0/validation.txt); one per
+    /// --pred, in the same order. Default: every CSV slide with draws in each --pred.
     #[arg(long, value_name = "LIST")]
-    pub slides: Option<PathBuf>,
+    pub slides: Vec<PathBuf>,
     /// Calibration file to write (e.g. <run>/fold_0/calibration.json). Entries of an
     /// existing file for other guidance scales or step counts are kept.
     #[arg(short, long)]
