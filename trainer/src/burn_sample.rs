@@ -18,7 +18,7 @@ use crate::fused::FusedOps;
 use crate::sampler::sample;
 use crate::velocity_net::VelocityNet;
 use rnafm_runtime::checkpoint::{CheckpointDir, EMA_FILE};
-use rnafm_runtime::run::pipeline::slide_name;
+use rnafm_runtime::slide_names::output_name;
 
 /// What to sample (the flags of `rnafm-train sample`).
 #[derive(Debug, Clone)]
@@ -104,7 +104,7 @@ pub fn run_sample<B: FusedOps>(args: &SampleOptions, device: &B::Device) -> Resu
                 *v = norm.from_z(j, *v);
             }
         }
-        let name = slide_name(path);
+        let name = output_name(path);
         rnafm_runtime::npy::write_npy(&args.out.join(format!("{name}.samples.npy")), &z.view())?;
         tracing::info!(slide = name, "sampled");
     }

@@ -24,6 +24,7 @@ use crate::sampler::SampleParams;
 use crate::slide::encoder::TileEncoder;
 use crate::slide::extract::ExtractOptions;
 use crate::slide::options::{TileOptions, is_slide_image, slide_features};
+use crate::slide_names::output_name;
 
 /// How the run reports its work as it goes (a progress bar in the CLI).
 pub trait Progress {
@@ -135,7 +136,7 @@ impl SlidePipeline {
         let mut records = Vec::with_capacity(slides.len());
         let mut seen = HashSet::new();
         for path in slides {
-            let name = slide_name(path);
+            let name = output_name(path);
             let rec = if seen.insert(name.clone()) {
                 self.process_slide(path, out, progress)
             } else {
@@ -162,7 +163,7 @@ impl SlidePipeline {
         progress: &dyn Progress,
     ) -> SlideRecord {
         let per_slide = self.steps_per_slide() as u64;
-        let name = slide_name(path);
+        let name = output_name(path);
         progress.message(&name);
         let outs = SlideOutputs::new(out, &name);
         let mut rec = SlideRecord::new(path, &name);
@@ -290,7 +291,7 @@ impl SlidePipeline {
                 "a whole-slide image needs --encoder ENCODER.onnx",
             ));
         };
-        let name = slide_name(path);
+        let name = output_name(path);
         let ex = slide_features(path, encoder, &opts, &|done, total| {
             progress.message(&format!("{name} tiles {done}/{total}"))
         })?;
@@ -388,8 +389,6 @@ fn to_unit(z: ArrayView2<'_, f32>, model: &RunModel, fpkm: bool) -> Array2<f32> 
     out
 }
 
-pub use crate::slide_names::output_name as slide_name;
-
 /// The run's slides: folders expanded into their .npy/.npz files (sorted), then the part
 /// `shard` = (i, n) keeps (every n-th from i). Whole-slide images need an encoder
 /// (`images_allowed`). Mistakes in what was asked for are [`Error::Usage`].
@@ -454,7 +453,7 @@ mod tests {
             std::fs::write(dir.path().join(n), b"x").unwrap();
         }
         let all = collect_slides(&[dir.path().to_path_buf()], false, None).unwrap();
-        let names: Vec<String> = all.iter().map(|p| slide_name(p)).collect();
+        let names: Vec<String> = all.iter().map(|p| output_name(p)).collect();
         assert_eq!(names, ["a", "b", "c"]);
         let s0 = collect_slides(&[dir.path().to_path_buf()], false, Some((0, 2))).unwrap();
         let s1 = collect_slides(&[dir.path().to_path_buf()], false, Some((1, 2))).unwrap();
