@@ -8,8 +8,10 @@ use std::path::Path;
 use ndarray::Array2;
 use rnafm_runtime::Result;
 use rnafm_runtime::bundle::BundleWriter;
+use rnafm_runtime::bundle_members::{MAX_ENSEMBLE, ensemble_member};
+use rnafm_runtime::ensemble::{Ensemble, ToFirst};
 use rnafm_runtime::manifest::{
-    Manifest, Provenance, SCHEMA_VERSION, SamplingDefaults, SelfTest, SlideContract,
+    EnsembleModel, Manifest, Provenance, SCHEMA_VERSION, SamplingDefaults, SelfTest, SlideContract,
 };
 use rnafm_runtime::model_spec::ModelSpec;
 use rnafm_runtime::ort_env::{DeviceChoice, SessionOptions};
@@ -128,36 +130,64 @@ const SELF_TEST: SampleParams = SampleParams {
 };
 
 fn self_test_run(
-    g: &Graphs,
+    models: &[Graphs],
+    maps: Vec<Option<ToFirst>>,
     features: &Array2<f32>,
     genes: usize,
     origin: &Path,
 ) -> Result<Array2<f32>> {
-    let null = npy_bytes(&[1, g.null_slide_emb.len()], &g.null_slide_emb);
     let opts = SessionOptions {
         device: DeviceChoice::Cpu,
         threads: 1,
     };
-    let (mut flow, _, _) = rnafm_runtime::run::model::load_graphs(origin, opts, |name| {
-        Ok(match name {
-            NULL_SLIDE_EMB => null.as_slice(),
-            _ => g
-                .members()
-                .into_iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, b)| b)
-                .unwrap_or(&[]),
-        })
-    })?;
-    flow.sample(features.view(), genes, &SELF_TEST, &mut || {})
+    let mut flows = Vec::with_capacity(models.len());
+    for g in models {
+        let null = npy_bytes(&[1, g.null_slide_emb.len()], &g.null_slide_emb);
+        let (flow, _, _) = rnafm_runtime::run::model::load_graphs(origin, opts, |name| {
+            Ok(match name {
+                NULL_SLIDE_EMB => null.as_slice(),
+                _ => g
+                    .members()
+                    .into_iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, b)| b)
+                    .unwrap_or(&[]),
+            })
+        })?;
+        flows.push(flow);
+    }
+    Ensemble::new(flows, maps).sample(features.view(), genes, &SELF_TEST, &mut || {})
 }
 
+/// A one-model bundle.
 pub fn bundle(
     spec: &ModelSpec,
     g: &Graphs,
     info: &ExportInfo,
     origin: &Path,
 ) -> Result<BundleWriter> {
+    bundle_ensemble(spec, std::slice::from_ref(g), Vec::new(), info, origin)
+}
+
+/// A bundle of one model or of a fold ensemble: `models[0]` is `spec`'s, `others` describe
+/// `models[1..]` (the same genes, pathways and sizes; their own normalisation). Model k's
+/// members go under `ensemble/k/` (`ensemble_member`).
+pub fn bundle_ensemble(
+    spec: &ModelSpec,
+    models: &[Graphs],
+    others: Vec<EnsembleModel>,
+    info: &ExportInfo,
+    origin: &Path,
+) -> Result<BundleWriter> {
+    if models.is_empty() || models.len() > MAX_ENSEMBLE || others.len() + 1 != models.len() {
+        return Err(rnafm_runtime::Error::invalid(
+            origin,
+            format!(
+                "a bundle holds 1 to {MAX_ENSEMBLE} models, not {}",
+                models.len()
+            ),
+        ));
+    }
     let cfg = &spec.config;
     let manifest = Manifest {
         schema_version: SCHEMA_VERSION,
@@ -190,19 +220,30 @@ pub fn bundle(
         calibration: info.calibration.clone(),
         members: BTreeMap::new(),
         self_test: None,
+        ensemble: others,
     };
     let mut w = BundleWriter::new(manifest);
-    for (name, bytes) in g.members().into_iter().chain(g.int8_members()) {
-        w.add(name, bytes.to_vec())?;
+    for (k, g) in models.iter().enumerate() {
+        for (name, bytes) in g.members().into_iter().chain(g.int8_members()) {
+            w.add(&ensemble_member(k, name), bytes.to_vec())?;
+        }
+        w.add(
+            &ensemble_member(k, NULL_SLIDE_EMB),
+            npy_bytes(&[1, g.null_slide_emb.len()], &g.null_slide_emb),
+        )?;
     }
-    w.add(
-        NULL_SLIDE_EMB,
-        npy_bytes(&[1, g.null_slide_emb.len()], &g.null_slide_emb),
-    )?;
     if info.self_test {
         // Fixed pseudo-random slide features (noise stream of seed 0).
         let features = noise(0, 0, cfg.clusters, cfg.feat_dim);
-        let expected = self_test_run(g, &features, cfg.genes, origin)?;
+        let maps = std::iter::once(None)
+            .chain(w.manifest_mut().ensemble.iter().map(|e| {
+                e.normalization
+                    .as_ref()
+                    .zip(spec.normalization.as_ref())
+                    .map(|(own, first)| ToFirst::new(own, first))
+            }))
+            .collect();
+        let expected = self_test_run(models, maps, &features, cfg.genes, origin)?;
         w.add(
             SELF_TEST_FEATURES,
             npy_bytes(

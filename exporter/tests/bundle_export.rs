@@ -20,6 +20,39 @@ fn fixture() -> PathBuf {
     root().join("../shared/fixtures/official-small")
 }
 
+fn cpu_options() -> SessionOptions {
+    SessionOptions {
+        device: DeviceChoice::Cpu,
+        threads: 1,
+    }
+}
+
+/// Fixed cluster features [8, 48] (the fixture model's slide input), varied by `step`.
+fn fixture_slide(step: f32) -> ndarray::Array2<f32> {
+    ndarray::Array2::from_shape_fn((8, 48), |(i, j)| ((i * 48 + j) as f32 * step).sin())
+}
+
+/// The official fixture's weights and its model spec with `heads` attention heads.
+fn fixture_model(
+    heads: usize,
+) -> (
+    rnafm_runtime::weights::WeightMap,
+    rnafm_runtime::model_spec::ModelSpec,
+) {
+    let f = fixture();
+    let w = rnafm_runtime::weights::WeightMap::read_safetensors(&f.join("weights.safetensors"))
+        .unwrap();
+    let spec = rnafm_official::spec_from_official(
+        &w,
+        &f.join("weights.safetensors"),
+        &f.join("pathways.json"),
+        Some(&f.join("genes.txt")),
+        heads,
+    )
+    .unwrap();
+    (w, spec)
+}
+
 fn export(out: &Path) {
     let f = fixture();
     let st = Command::new(env!("CARGO_BIN_EXE_rnafm-export"))
@@ -112,15 +145,8 @@ fn exported_bundle_opens_and_reproduces_its_self_test() {
         .into_dimensionality::<Ix2>()
         .unwrap();
     assert_eq!(expected.shape(), &[st.samples, 600]);
-    let (mut flow, _, _) = rnafm_runtime::run::model::load_graphs(
-        origin,
-        SessionOptions {
-            device: DeviceChoice::Cpu,
-            threads: 1,
-        },
-        |n| b.member(n),
-    )
-    .unwrap();
+    let (mut flow, _, _) =
+        rnafm_runtime::run::model::load_graphs(origin, cpu_options(), |n| b.member(n)).unwrap();
     assert_eq!(flow.hidden(), 64);
     let params = SampleParams {
         samples: st.samples,
@@ -212,17 +238,7 @@ fn cli_explains_itself_and_names_bad_input() {
 /// the same graphs as the official weights, and metrics land in the provenance.
 #[test]
 fn checkpoint_folder_exports_with_metrics() {
-    let f = fixture();
-    let w = rnafm_runtime::weights::WeightMap::read_safetensors(&f.join("weights.safetensors"))
-        .unwrap();
-    let spec = rnafm_official::spec_from_official(
-        &w,
-        &f.join("weights.safetensors"),
-        &f.join("pathways.json"),
-        Some(&f.join("genes.txt")),
-        4,
-    )
-    .unwrap();
+    let (w, spec) = fixture_model(4);
     let dir = tempfile::tempdir().unwrap();
     let ck = dir.path().join("ck");
     std::fs::create_dir(&ck).unwrap();
@@ -316,15 +332,10 @@ fn int8_graphs_check_and_stay_close_to_fp32() {
     for m in ["embed.int8.onnx", "backbone.int8.onnx"] {
         assert!(names.iter().any(|n| n == m), "{m} missing: {names:?}");
     }
-    let opts = || SessionOptions {
-        device: DeviceChoice::Cpu,
-        threads: 1,
-    };
-    let mut fp = RunModel::open_with(&out, opts(), Precision::Fp32).unwrap();
-    let mut q = RunModel::open_with(&out, opts(), Precision::Int8).unwrap();
+    let mut fp = RunModel::open_with(&out, cpu_options(), Precision::Fp32).unwrap();
+    let mut q = RunModel::open_with(&out, cpu_options(), Precision::Int8).unwrap();
     assert_eq!(q.precision, Precision::Int8);
-    let features =
-        ndarray::Array2::from_shape_fn((8, 48), |(i, j)| ((i * 48 + j) as f32 * 0.37).sin());
+    let features = fixture_slide(0.37);
     let params = SampleParams {
         samples: 8,
         steps: 20,
@@ -376,10 +387,7 @@ fn overflowing_features_fail_their_slide() {
     let dir = tempfile::tempdir().unwrap();
     let bundle = dir.path().join("small.rnafm");
     export(&bundle);
-    let opts = SessionOptions {
-        device: DeviceChoice::Cpu,
-        threads: 1,
-    };
+    let opts = cpu_options();
     let model = RunModel::open_with(&bundle, opts, Precision::Fp32).unwrap();
     let params = SampleParams {
         samples: 2,
@@ -430,10 +438,7 @@ fn an_unpacked_bundle_runs_and_is_still_checked() {
         .unwrap()
         .extract(&unpacked)
         .unwrap();
-    let opts = || SessionOptions {
-        device: DeviceChoice::Cpu,
-        threads: 1,
-    };
+    let opts = cpu_options;
     let params = SampleParams {
         samples: 3,
         steps: 5,
@@ -461,4 +466,124 @@ fn an_unpacked_bundle_runs_and_is_still_checked() {
         Err(e) => e.to_string(),
     };
     assert!(e.contains("heads.onnx") && e.contains("corrupt"), "{e}");
+}
+
+/// A trainer checkpoint folder of the official fixture's model, every weight scaled by
+/// `scale` (1.0: the fixture itself), with `heads` attention heads in its spec and a
+/// per-gene normalisation that depends on `scale` (as each fold has its own).
+fn fixture_checkpoint(dir: &Path, scale: f32, heads: usize) -> PathBuf {
+    let (mut w, spec) = fixture_model(heads);
+    for t in w.tensors.values_mut() {
+        t.data.iter_mut().for_each(|v| *v *= scale);
+    }
+    let mut spec = spec;
+    let g = spec.genes.len();
+    spec.normalization = Some(rnafm_runtime::normalization::Normalization {
+        mean: (0..g)
+            .map(|i| 3.0 * scale + (i % 11) as f32 * 0.1)
+            .collect(),
+        sd: (0..g)
+            .map(|i| scale * (0.5 + (i % 7) as f32 * 0.2))
+            .collect(),
+    });
+    std::fs::create_dir_all(dir).unwrap();
+    spec.write(&dir.join("model.json")).unwrap();
+    w.write_safetensors(&dir.join("ema.safetensors")).unwrap();
+    dir.to_path_buf()
+}
+
+fn export_checkpoints(cks: &[&Path], out: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_rnafm-export"))
+        .arg("--onnx")
+        .args(cks)
+        .arg("-o")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
+/// `rnafm-export --onnx A B` puts both models in one bundle; rnafm-run splits a slide's draws
+/// between them in blocks of the one noise stream (the first draws are A's own, the rest
+/// B's own), the self-test covers both, and models that differ are refused in one line.
+#[test]
+fn fold_ensemble_splits_draws_between_its_models() {
+    use rnafm_runtime::run::model::RunModel;
+    let dir = tempfile::tempdir().unwrap();
+    let a = fixture_checkpoint(&dir.path().join("a"), 1.0, 4);
+    let b = fixture_checkpoint(&dir.path().join("b"), 1.05, 4);
+    let (ab, one_a, one_b) = (
+        dir.path().join("ab.rnafm"),
+        dir.path().join("a.rnafm"),
+        dir.path().join("b.rnafm"),
+    );
+    for (cks, out) in [
+        (vec![&*a, &*b], &ab),
+        (vec![&*a], &one_a),
+        (vec![&*b], &one_b),
+    ] {
+        let o = export_checkpoints(&cks, out);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let bundle = Bundle::open(&ab).unwrap();
+    assert_eq!(bundle.manifest.models(), 2);
+    assert!(bundle.member("ensemble/1/backbone.onnx").is_ok());
+    assert!(bundle.member("ensemble/1/null_slide_emb.npy").is_ok());
+    let b_norm = Bundle::open(&one_b).unwrap().manifest.model.normalization;
+    assert_eq!(bundle.manifest.ensemble[0].normalization, b_norm);
+    assert_ne!(bundle.manifest.model.normalization, b_norm);
+    // A one-model bundle does not mention the field (older runtimes read it unchanged).
+    assert!(raw_manifest(&one_a).get("ensemble").is_none());
+    check_schema(&ab);
+
+    let features = fixture_slide(0.21);
+    let params = SampleParams {
+        samples: 5,
+        steps: 8,
+        cfg: 2.0,
+        seed: 3,
+        batch: 8,
+    };
+    // Draws in log2 units: each model's z through its own normalisation (the ensemble's
+    // draws are in model 0's z-scale).
+    let draw = |path: &Path| {
+        let mut m = RunModel::open(path, cpu_options()).unwrap();
+        let st = m.self_test().unwrap();
+        assert!(st.passed, "{}: self-test {st:?}", path.display());
+        let mut z = m
+            .graphs
+            .sample(features.view(), 600, &params, &mut || {})
+            .unwrap();
+        let n = m.normalization.clone().unwrap();
+        for mut row in z.rows_mut() {
+            for (g, v) in row.iter_mut().enumerate() {
+                *v = n.from_z(g, *v);
+            }
+        }
+        z
+    };
+    let (e, da, db) = (draw(&ab), draw(&one_a), draw(&one_b));
+    let close = |x: ndarray::ArrayView2<f32>, y: ndarray::ArrayView2<f32>| {
+        x.iter().zip(y).all(|(p, q)| (p - q).abs() < 1e-4)
+    };
+    use ndarray::s;
+    assert!(close(e.slice(s![..3, ..]), da.slice(s![..3, ..])));
+    assert!(close(e.slice(s![3.., ..]), db.slice(s![3.., ..])));
+    assert!(
+        !close(e.slice(s![3.., ..]), da.slice(s![3.., ..])),
+        "model B was not used"
+    );
+
+    let text = rnafm_runtime::run::model::describe(&ab, false).unwrap();
+    assert!(text.contains("fold ensemble: 2 models"), "{text}");
+
+    // A model with other sizes is not a fold of the same model: one line, no bundle.
+    let c = fixture_checkpoint(&dir.path().join("c"), 1.0, 2);
+    let bad = dir.path().join("bad.rnafm");
+    let o = export_checkpoints(&[&a, &c], &bad);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.lines().count() == 1 && err.contains("differs"),
+        "{err}"
+    );
+    assert!(!bad.exists());
 }

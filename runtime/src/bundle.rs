@@ -305,6 +305,7 @@ mod tests {
             calibration: None,
             members: BTreeMap::new(),
             self_test: None,
+            ensemble: Vec::new(),
         }
     }
 

@@ -37,3 +37,15 @@ pub const BACKBONE_INT8: &str = "backbone.int8.onnx";
 /// sd row) and per-gene cross-validated r [G] (or [1, G]).
 pub const FEATURE_STATS: &str = "feature_stats.npy";
 pub const CV_R: &str = "cv_r.npy";
+/// Most models a fold ensemble may hold (a bundle of k-fold models has k).
+pub const MAX_ENSEMBLE: usize = 32;
+
+/// The bundle member holding `name` for model `model` of a fold ensemble: model 0's members
+/// sit at the top (so a one-model bundle is unchanged), model k's under `ensemble/k/`.
+pub fn ensemble_member(model: usize, name: &str) -> String {
+    if model == 0 {
+        name.to_string()
+    } else {
+        format!("ensemble/{model}/{name}")
+    }
+}

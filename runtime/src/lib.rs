@@ -7,6 +7,7 @@ pub mod bundle;
 pub mod bundle_members;
 pub mod calibration;
 pub mod checkpoint;
+pub mod ensemble;
 pub mod error;
 pub mod features;
 pub mod genes;

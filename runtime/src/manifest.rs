@@ -36,6 +36,21 @@ pub struct Manifest {
     pub members: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub self_test: Option<SelfTest>,
+    /// Models 2..k of a fold ensemble (model 0 is `model`; model j's members under
+    /// `ensemble/j/`, see `bundle_members::ensemble_member`); rnafm-run splits the draws
+    /// across all k. Empty for a single model. A build that predates ensembles refuses the
+    /// field instead of running model 0 alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ensemble: Vec<EnsembleModel>,
+}
+
+/// What differs between the models of a fold ensemble besides their weights.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnsembleModel {
+    /// This model's per-gene normalisation: each fold z-scores its targets with its own
+    /// training patients' mean and sd, so its draws are mapped into model 0's z-scale.
+    pub normalization: Option<crate::normalization::Normalization>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -104,6 +119,11 @@ pub struct SelfTest {
 }
 
 impl Manifest {
+    /// Models in the bundle (1 + the fold ensemble's others).
+    pub fn models(&self) -> usize {
+        1 + self.ensemble.len()
+    }
+
     /// Parses and checks a manifest; `origin` names the bundle in errors.
     pub fn from_json(bytes: &[u8], origin: &Path) -> Result<Self> {
         // Check the version before the full parse so a newer bundle gets a clear message.
@@ -171,6 +191,33 @@ impl Manifest {
         }
         for cal in self.calibration.iter().flatten() {
             cal.validate(origin)?;
+        }
+        if self.models() > crate::bundle_members::MAX_ENSEMBLE {
+            return Err(Error::invalid(
+                origin,
+                format!(
+                    "manifest ensemble has {} models, more than {}",
+                    self.models(),
+                    crate::bundle_members::MAX_ENSEMBLE
+                ),
+            ));
+        }
+        for (j, e) in self.ensemble.iter().enumerate() {
+            let ok = match (&e.normalization, &self.model.normalization) {
+                (Some(n), Some(_)) => n.len() == c.genes,
+                (None, None) => true,
+                _ => false,
+            };
+            if !ok {
+                return Err(Error::invalid(
+                    origin,
+                    format!(
+                        "manifest ensemble model {}: its normalisation must cover the model's {} genes exactly when model 0 has one",
+                        j + 1,
+                        c.genes
+                    ),
+                ));
+            }
         }
         if self.sampling.steps < 2 {
             return Err(Error::invalid(

@@ -422,31 +422,65 @@ impl FlowGraphs {
         params: &SampleParams,
         tick: &mut dyn FnMut(),
     ) -> Result<Array2<f32>> {
+        self.sample_draws(features, genes, params, 0, params.samples, tick)
+    }
+
+    /// Draws `first..first + count` of the noise stream of `params.seed` (`params.samples`
+    /// is not used): the same draws whichever model of an ensemble or batch takes them.
+    pub fn sample_draws(
+        &mut self,
+        features: ArrayView2<'_, f32>,
+        genes: usize,
+        params: &SampleParams,
+        first: usize,
+        count: usize,
+        tick: &mut dyn FnMut(),
+    ) -> Result<Array2<f32>> {
         if params.steps < 2 {
             return Err(Error::Runtime(format!(
                 "steps must be at least 2 time points, got {}",
                 params.steps
             )));
         }
+        let mut out = Array2::<f32>::zeros((count, genes));
+        if count == 0 {
+            return Ok(out);
+        }
         let slide_emb = self.slide_embedding(features)?;
         // Once per slide, shared by every chunk: a sample's modulations do not depend on how
         // the samples are chunked.
         let grid = time_grid(params.steps);
         let mods = self.grid_modulations(&grid, &slide_emb)?;
-        // As many chunks as `batch` requires, of near-equal size (100 at batch 16: 2 × 15 and
-        // 5 × 14, not 6 × 16 and a slow 4).
-        let chunks = params.samples.div_ceil(params.batch.max(1));
-        let mut out = Array2::<f32>::zeros((params.samples, genes));
-        let mut first = 0;
-        for c in 0..chunks {
-            let count = params.samples / chunks + usize::from(c < params.samples % chunks);
-            let z = noise(params.seed, first, count, genes);
+        let mut done = 0;
+        for (offset, n) in chunks(count, params.batch) {
+            let z = noise(params.seed, first + offset, n, genes);
             let x = self.integrate_with(z, &mods, &grid, params.cfg, tick)?;
-            out.slice_mut(s![first..first + count, ..]).assign(&x);
-            first += count;
+            out.slice_mut(s![offset..offset + n, ..]).assign(&x);
+            done += n;
         }
+        debug_assert_eq!(done, count);
         Ok(out)
     }
+}
+
+/// `count` draws in as many chunks as `batch` requires, of near-equal size (100 at batch 16:
+/// 2 × 15 and 5 × 14, not 6 × 16 and a slow 4): (offset, size) of each.
+pub fn chunks(count: usize, batch: usize) -> Vec<(usize, usize)> {
+    blocks(count, count.div_ceil(batch.max(1)))
+}
+
+/// `count` draws in `parts` near-equal contiguous blocks, the earlier blocks taking the
+/// remainder (5 draws in 2: 0..3 and 3..5): (first, size) of each. Chunks of a batch, and
+/// the models' shares of a fold ensemble.
+pub fn blocks(count: usize, parts: usize) -> Vec<(usize, usize)> {
+    let mut out = Vec::with_capacity(parts);
+    let mut first = 0;
+    for c in 0..parts {
+        let size = count / parts + usize::from(c < count % parts);
+        out.push((first, size));
+        first += size;
+    }
+    out
 }
 
 #[cfg(test)]
@@ -462,6 +496,29 @@ mod tests {
         assert_ne!(noise(8, 0, 1, 11).row(0), all.row(0));
         let m = all.mean().unwrap_or(f32::NAN);
         assert!(m.abs() < 1.0 && m.is_finite());
+    }
+
+    #[test]
+    fn chunks_are_near_equal_and_cover_every_draw() {
+        let c = chunks(100, 16);
+        assert_eq!(c.len(), 7);
+        assert_eq!(c.iter().map(|x| x.1).sum::<usize>(), 100);
+        assert!(c.iter().all(|x| x.1 == 14 || x.1 == 15));
+        assert_eq!(c[0], (0, 15));
+        assert_eq!(c[6], (86, 14));
+        assert!(chunks(0, 4).is_empty());
+        assert_eq!(chunks(3, 0), vec![(0, 1), (1, 1), (2, 1)]);
+    }
+
+    #[test]
+    fn blocks_cover_every_draw_once() {
+        assert_eq!(blocks(5, 2), vec![(0, 3), (3, 2)]);
+        assert_eq!(blocks(1, 3), vec![(0, 1), (1, 0), (1, 0)]);
+        for (s, k) in [(100, 5), (7, 3), (0, 2)] {
+            let b = blocks(s, k);
+            assert_eq!(b.iter().map(|x| x.1).sum::<usize>(), s);
+            assert!(b.windows(2).all(|w| w[0].0 + w[0].1 == w[1].0));
+        }
     }
 
     #[test]

@@ -53,6 +53,7 @@ fn write_bundle(model_dir: &Path, path: &Path, cals: Vec<Calibration>) {
         calibration: Some(cals),
         members: Default::default(),
         self_test: None,
+        ensemble: Vec::new(),
     };
     let mut w = BundleWriter::new(manifest);
     for name in [

@@ -474,6 +474,7 @@ fn write_toy_bundle_without(s: &Setup, path: &Path, expected_shift: f32, skip: O
             expected: "self_test/expected.npy".into(),
             tolerance: 1e-4,
         }),
+        ensemble: Vec::new(),
     };
     let mut w = BundleWriter::new(manifest);
     for name in [

@@ -66,6 +66,7 @@ fn write_bundle(root: &Path) -> PathBuf {
         calibration: None,
         members: Default::default(),
         self_test: None,
+        ensemble: Vec::new(),
     };
     let mut w = BundleWriter::new(manifest);
     for name in [

@@ -6,12 +6,14 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use rnafm_exporter::bundle_export::{ExportInfo, bundle};
+use rnafm_exporter::bundle_export::{ExportInfo, bundle_ensemble};
 use rnafm_exporter::graphs;
 use rnafm_official::{WeightSet, read_official_weights, spec_from_official};
 use rnafm_runtime::checkpoint::{
     CALIBRATION_FILE, CheckpointDir, EMA_FILE, METRICS_FILE, RAW_FILE,
 };
+use rnafm_runtime::manifest::EnsembleModel;
+use rnafm_runtime::model_spec::ModelSpec;
 use rnafm_runtime::training_metrics::TrainingMetrics;
 use rnafm_runtime::weights::WeightMap;
 
@@ -19,6 +21,8 @@ use rnafm_runtime::weights::WeightMap;
 /// embedding, a manifest with genes/pathways/normalisation and a self-test).
 ///
 /// From a trainer checkpoint:   rnafm-export --onnx runs/fold0 -o model.rnafm
+/// A fold ensemble:             rnafm-export --onnx run/fold_0/best run/fold_1/best
+///                              -o model.rnafm
 /// From official weights:       rnafm-export --weights model.pt --pathways p.json
 ///                              --genes genes.txt --heads 8 -o model.rnafm
 /// (--weights takes a safetensors state_dict or a PyTorch .pt/.pth: a state_dict, or a
@@ -28,9 +32,11 @@ use rnafm_runtime::weights::WeightMap;
 struct Args {
     /// Trainer checkpoint folder: model.json, ema.safetensors (or model.safetensors with
     /// --raw), optional metrics.json. An official .pt/.safetensors file here is the same
-    /// as --weights.
-    #[arg(long, value_name = "CHECKPOINT_DIR", conflicts_with = "weights")]
-    onnx: Option<PathBuf>,
+    /// as --weights. Give several (`--onnx run/fold_0/best run/fold_1/best`) for a fold
+    /// ensemble in one bundle: rnafm-run splits each slide's draws across the models. They
+    /// must share genes, pathways and sizes; metrics and calibration come from the first.
+    #[arg(long, value_name = "CHECKPOINT_DIR", num_args = 1.., conflicts_with = "weights")]
+    onnx: Vec<PathBuf>,
     /// Training metrics (rnafm-train's metrics.json) to store in the bundle; its pooled
     /// out-of-fold per-gene r becomes the reliability column of rnafm-run's output.
     /// Default: metrics.json in the checkpoint folder or two folders up (the training run).
@@ -105,11 +111,21 @@ fn main() -> std::process::ExitCode {
 
 fn run(args: &Args) -> Result<()> {
     let mut calibration = None;
-    let official = match (&args.weights, &args.onnx) {
+    let official = match (&args.weights, args.onnx.as_slice()) {
         (Some(w), _) => Some(w.clone()),
-        (None, Some(f)) if f.is_file() => Some(f.clone()),
-        _ => None,
+        (None, [f]) if f.is_file() => Some(f.clone()),
+        (None, many) => {
+            if let Some(f) = many.iter().find(|f| f.is_file()) {
+                bail!(
+                    "{}: a fold ensemble takes trainer checkpoint folders, not official weight files",
+                    f.display()
+                );
+            }
+            None
+        }
     };
+    // Models 2.. of a fold ensemble: (checkpoint, weights) with the first model's spec.
+    let mut more = Vec::new();
     let (spec, weights, wpath, metrics) = if let Some(wp) = &official {
         let Some(pp) = &args.pathways else {
             bail!("{}: official weights need --pathways", wp.display());
@@ -122,11 +138,33 @@ fn run(args: &Args) -> Result<()> {
         let w = read_official_weights(wp, set)?;
         let spec = spec_from_official(&w, wp, pp, args.genes.as_deref(), args.heads)?;
         (spec, w, wp.clone(), None)
-    } else if let Some(dir) = &args.onnx {
+    } else if let Some((dir, rest)) = args.onnx.split_first() {
+        let weight_file = if args.raw { RAW_FILE } else { EMA_FILE };
         let ck = CheckpointDir::new(dir);
         let spec = ck.read_spec()?;
-        let wpath = ck.path(if args.raw { RAW_FILE } else { EMA_FILE });
+        let wpath = ck.path(weight_file);
         let w = WeightMap::read_safetensors(&wpath)?;
+        for other in rest {
+            let ck = CheckpointDir::new(other);
+            let mut own = ck.read_spec()?;
+            // Each fold z-scores with its own training patients; the rest must be equal.
+            let normalization = own.normalization.take();
+            if own
+                != (ModelSpec {
+                    normalization: None,
+                    ..spec.clone()
+                })
+                || normalization.is_some() != spec.normalization.is_some()
+            {
+                bail!(
+                    "{}: its model (genes, pathways or sizes) differs from {}'s; a fold ensemble's models must be the same model trained on other folds",
+                    other.display(),
+                    dir.display()
+                );
+            }
+            let p = ck.path(weight_file);
+            more.push((WeightMap::read_safetensors(&p)?, p, normalization));
+        }
         // A fold's best checkpoint sits at <run>/fold_k/best; the run's metrics.json
         // (with the pooled out-of-fold per-gene r) is two levels up.
         let mpath = match &args.metrics {
@@ -162,15 +200,19 @@ fn run(args: &Args) -> Result<()> {
         spec.config.genes
     );
     let start = std::time::Instant::now();
-    let bar = ProgressBar::new(5);
+    let bar = ProgressBar::new(5 * (1 + more.len() as u64));
     bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}").expect("template"));
-    let mut g = graphs::build(&spec, &weights, &wpath, |name| {
-        bar.set_message(name.to_string());
-        bar.inc(1);
-    })?;
-    if args.int8 {
-        bar.set_message("int8 graphs");
-        g.add_int8(&spec, &weights, &wpath)?;
+    let mut models = Vec::with_capacity(1 + more.len());
+    for (w, p) in std::iter::once((&weights, &wpath)).chain(more.iter().map(|(w, p, _)| (w, p))) {
+        let mut g = graphs::build(&spec, w, p, |name| {
+            bar.set_message(name.to_string());
+            bar.inc(1);
+        })?;
+        if args.int8 {
+            bar.set_message("int8 graphs");
+            g.add_int8(&spec, w, p)?;
+        }
+        models.push(g);
     }
     bar.finish_and_clear();
     let info = ExportInfo {
@@ -185,15 +227,24 @@ fn run(args: &Args) -> Result<()> {
         calibration,
         self_test: !args.no_self_test,
     };
-    let w = bundle(&spec, &g, &info, &wpath)?;
+    let others = more
+        .into_iter()
+        .map(|(_, _, normalization)| EnsembleModel { normalization })
+        .collect();
+    let w = bundle_ensemble(&spec, &models, others, &info, &wpath)?;
     w.write(&args.output)?;
     let size = std::fs::metadata(&args.output)
         .map(|m| m.len())
         .unwrap_or(0);
     eprintln!(
-        "wrote {} ({:.1} MB, {} float32 weights) in {:.1}s",
+        "wrote {} ({:.1} MB, {}{} float32 weights) in {:.1}s",
         args.output.display(),
         size as f64 / 1e6,
+        if models.len() > 1 {
+            format!("{} models × ", models.len())
+        } else {
+            String::new()
+        },
         weights.total_params(),
         start.elapsed().as_secs_f64()
     );

@@ -270,14 +270,27 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         _ => None,
     };
     let load_seconds = t0.elapsed().as_secs_f64();
+    let models = model.graphs.len();
     eprintln!(
-        "rnafm-run: {} on {} ({} threads, {}), {} slide(s)",
+        "rnafm-run: {} on {} ({} threads, {}{}), {} slide(s)",
         model_path.display(),
         model.device,
         model.threads,
         model.precision,
+        if models > 1 {
+            format!(", fold ensemble of {models}")
+        } else {
+            String::new()
+        },
         slides.len()
     );
+    if (args.samples as usize) < models {
+        tracing::warn!(
+            "--samples {} is fewer than the bundle's {models} models: only the first {} contribute",
+            args.samples,
+            args.samples
+        );
+    }
     let params = SampleParams {
         samples: args.samples as usize,
         steps: args.steps.map_or(model.default_steps, |s| s as usize),
@@ -305,6 +318,7 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         device: model.device.to_string(),
         threads: model.threads,
         precision: model.precision.to_string(),
+        models: model.graphs.len(),
         samples: pipeline.params.samples,
         steps: pipeline.params.steps,
         cfg: pipeline.params.cfg,

@@ -8,6 +8,7 @@ use ndarray::{Array1, Ix2};
 use sha2::{Digest, Sha256};
 
 use crate::bundle::Bundle;
+use crate::ensemble::{Ensemble, ToFirst};
 use crate::error::{Error, Result};
 use crate::model_spec::ModelSpec;
 use crate::ort_env::{Device, SessionFactory, SessionOptions};
@@ -81,7 +82,8 @@ pub struct RunModel {
     pub calibration: Vec<crate::calibration::Calibration>,
     /// How the training slides were tiled (bundles only).
     pub slide: Option<crate::manifest::SlideContract>,
-    pub graphs: FlowGraphs,
+    /// The model's graphs: one set, or one per model of a fold ensemble.
+    pub graphs: Ensemble,
     pub device: Device,
     pub threads: usize,
     pub precision: Precision,
@@ -259,21 +261,39 @@ impl RunModel {
                 ),
             ));
         }
-        let (graphs, device, threads) =
-            load_graphs(path, options, |name| bundle.member(precision.member(name)))?;
+        let mut models = Vec::with_capacity(bundle.manifest.models());
+        let (mut device, mut threads) = (Device::Cpu, 1);
+        for k in 0..bundle.manifest.models() {
+            let (graphs, d, t) = load_graphs(path, options, |name| {
+                bundle.member(&ensemble_member(k, precision.member(name)))
+            })?;
+            if graphs.hidden() != bundle.manifest.model.config.hidden {
+                return Err(Error::invalid(
+                    path,
+                    format!(
+                        "{} has width {} but the model's hidden size is {}",
+                        ensemble_member(k, NULL_SLIDE_EMB),
+                        graphs.hidden(),
+                        bundle.manifest.model.config.hidden
+                    ),
+                ));
+            }
+            (device, threads) = (d, t);
+            models.push(graphs);
+        }
+        let first = bundle.manifest.model.normalization.as_ref();
+        let maps = std::iter::once(None)
+            .chain(bundle.manifest.ensemble.iter().map(|e| {
+                e.normalization
+                    .as_ref()
+                    .zip(first)
+                    .map(|(own, first)| ToFirst::new(own, first))
+            }))
+            .collect();
+        let graphs = Ensemble::new(models, maps);
         // ONNX Runtime has its own copy of the graphs now.
         bundle.release(|name| name.ends_with(".onnx"));
         let m = &bundle.manifest;
-        if graphs.hidden() != m.model.config.hidden {
-            return Err(Error::invalid(
-                path,
-                format!(
-                    "{NULL_SLIDE_EMB} has width {} but the model's hidden size is {}",
-                    graphs.hidden(),
-                    m.model.config.hidden
-                ),
-            ));
-        }
         let feature_stats = m
             .feature_stats
             .as_ref()
@@ -315,6 +335,7 @@ impl RunModel {
                 .map(|v| v.as_slice())
                 .ok_or_else(|| Error::invalid(dir, format!("missing {name}")))
         })?;
+        let graphs = Ensemble::single(graphs);
         if graphs.hidden() != spec.config.hidden {
             return Err(Error::invalid(
                 dir,
@@ -468,6 +489,12 @@ pub fn describe(path: &Path, json: bool) -> Result<String> {
         text.push_str(&crate::calibration::describe(
             m.calibration.as_deref().unwrap_or_default(),
         ));
+        if m.models() > 1 {
+            text.push_str(&format!(
+                "\n  fold ensemble: {} models; rnafm-run splits each slide's draws across them",
+                m.models()
+            ));
+        }
         if let Some(p) = &m.provenance {
             text.push_str(&format!(
                 "\n  trained on {} ({} folds), exported {} with rnafm {}",

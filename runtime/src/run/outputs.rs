@@ -137,6 +137,9 @@ pub struct RunReport {
     /// Arithmetic of the per-step graphs (fp32 or int8).
     #[serde(default)]
     pub precision: String,
+    /// Models the draws were split across (a fold ensemble's k; 1 for a single model).
+    #[serde(default = "one")]
+    pub models: usize,
     pub samples: usize,
     pub steps: usize,
     pub cfg: f32,
@@ -151,6 +154,10 @@ pub struct RunReport {
     pub slides: Vec<SlideRecord>,
 }
 
+fn one() -> usize {
+    1
+}
+
 impl RunReport {
     pub fn read(path: &Path) -> Result<RunReport> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
@@ -162,8 +169,13 @@ impl RunReport {
     /// and batch do not: outputs are the same whatever they are).
     pub fn output_settings(&self) -> String {
         format!(
-            "model {}, {} samples, {} time points, guidance {}, seed {}, {}, {}, {}",
+            "model {}{}, {} samples, {} time points, guidance {}, seed {}, {}, {}, {}",
             self.model_sha256.get(..12).unwrap_or(&self.model_sha256),
+            if self.models > 1 {
+                format!(" ({} models)", self.models)
+            } else {
+                String::new()
+            },
             self.samples,
             self.steps,
             self.cfg,

@@ -122,7 +122,7 @@ impl SlidePipeline {
 
     /// Integration steps (batches × Euler steps) one slide costs.
     pub fn steps_per_slide(&self) -> usize {
-        self.params.samples.div_ceil(self.params.batch.max(1)) * (self.params.steps.max(1) - 1)
+        self.model.graphs.ticks(&self.params)
     }
 
     /// Runs every slide into `out`; a slide that fails is recorded (with its one-line error)

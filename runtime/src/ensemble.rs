@@ -1,0 +1,137 @@
+//! A fold ensemble: the k models of a cross-validated run in one bundle. The draws of a slide
+//! are split across them in contiguous blocks of the one noise stream, so the mean over the
+//! draws is the mean over the models (a standard variance reducer) and a one-model ensemble
+//! samples exactly as a single model does. Each fold z-scores its targets with its own
+//! training patients' mean and sd, so a model's draws are mapped into model 0's z-scale.
+
+use ndarray::{Array2, ArrayView2, s};
+
+use crate::error::Result;
+use crate::normalization::Normalization;
+use crate::sampler::{FlowGraphs, SampleParams, blocks, chunks};
+
+/// Per-gene `z0 = z · scale + shift`: a model's z-scores in model 0's z-scale.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToFirst {
+    pub scale: Vec<f32>,
+    pub shift: Vec<f32>,
+}
+
+impl ToFirst {
+    /// From model k's normalisation to model 0's (same genes): the same log2 value,
+    /// `z_k · sd_k + mean_k = z0 · sd_0 + mean_0`.
+    pub fn new(own: &Normalization, first: &Normalization) -> Self {
+        let sd = |n: &Normalization, g: usize| n.sd[g].max(Normalization::MIN_SD);
+        let (scale, shift) = (0..first.len())
+            .map(|g| {
+                (
+                    sd(own, g) / sd(first, g),
+                    (own.mean[g] - first.mean[g]) / sd(first, g),
+                )
+            })
+            .unzip();
+        ToFirst { scale, shift }
+    }
+}
+
+pub struct Ensemble {
+    models: Vec<FlowGraphs>,
+    /// One per model; None where the draws are already in model 0's z-scale.
+    maps: Vec<Option<ToFirst>>,
+}
+
+impl Ensemble {
+    /// One model.
+    pub fn single(model: FlowGraphs) -> Self {
+        Ensemble {
+            models: vec![model],
+            maps: vec![None],
+        }
+    }
+
+    /// At least one model, each with its map into model 0's z-scale; all share the gene list
+    /// and hidden size (the loader checks).
+    pub fn new(models: Vec<FlowGraphs>, maps: Vec<Option<ToFirst>>) -> Self {
+        assert!(!models.is_empty(), "an ensemble needs a model");
+        assert_eq!(models.len(), maps.len(), "one map per model");
+        Ensemble { models, maps }
+    }
+
+    pub fn len(&self) -> usize {
+        self.models.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.models.is_empty()
+    }
+
+    /// Model 0 (the whole of a one-model bundle).
+    pub fn first(&mut self) -> &mut FlowGraphs {
+        &mut self.models[0]
+    }
+
+    /// Token width H.
+    pub fn hidden(&self) -> usize {
+        self.models[0].hidden()
+    }
+
+    /// (first draw, draws) of each model for `samples` draws: near-equal contiguous blocks
+    /// ([`blocks`]).
+    pub fn split(&self, samples: usize) -> Vec<(usize, usize)> {
+        blocks(samples, self.models.len())
+    }
+
+    /// Batches × Euler steps that `params` costs one slide (progress bars count these).
+    pub fn ticks(&self, params: &SampleParams) -> usize {
+        let per_batch = params.steps.max(1) - 1;
+        self.split(params.samples)
+            .iter()
+            .map(|&(_, n)| chunks(n, params.batch).len() * per_batch)
+            .sum()
+    }
+
+    /// `params.samples` z-space draws [n, G] for one slide's cluster features [K, D]; `tick`
+    /// is called once per Euler step of each batch.
+    pub fn sample(
+        &mut self,
+        features: ArrayView2<'_, f32>,
+        genes: usize,
+        params: &SampleParams,
+        tick: &mut dyn FnMut(),
+    ) -> Result<Array2<f32>> {
+        let mut out = Array2::<f32>::zeros((params.samples, genes));
+        let blocks = self.split(params.samples);
+        for (((first, n), model), map) in blocks.into_iter().zip(&mut self.models).zip(&self.maps) {
+            if n == 0 {
+                continue;
+            }
+            let mut x = model.sample_draws(features, genes, params, first, n, tick)?;
+            if let Some(m) = map {
+                for mut row in x.rows_mut() {
+                    for ((v, a), b) in row.iter_mut().zip(&m.scale).zip(&m.shift) {
+                        *v = *v * a + b;
+                    }
+                }
+            }
+            out.slice_mut(s![first..first + n, ..]).assign(&x);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Normalization, ToFirst};
+
+    #[test]
+    fn to_first_keeps_the_log2_value() {
+        let p = std::path::Path::new("t");
+        let first = Normalization::new(vec![1.0, 5.0], vec![2.0, 0.5], p).unwrap();
+        let own = Normalization::new(vec![2.0, 4.0], vec![1.0, 1.5], p).unwrap();
+        let m = ToFirst::new(&own, &first);
+        for (g, zk) in [(0, 0.3f32), (1, -1.2)] {
+            let z0 = zk * m.scale[g] + m.shift[g];
+            assert!((first.from_z(g, z0) - own.from_z(g, zk)).abs() < 1e-5);
+        }
+    }
+}
