@@ -144,19 +144,16 @@ fn ridge_predicts_external_slides() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = eval_cmd()
-        .current_dir(d)
-        .args(["ridge", "--train", "training.csv", "--features", "features"])
-        .args([
-            "--genes",
-            "gene_list.csv",
-            "--slides",
-            "external.txt",
-            "-o",
-            "ridge.npy",
-        ])
-        .output()
-        .unwrap();
+    // rnafm-eval ridge on the training slides, predicting the slides listed in `slides`.
+    let ridge = |slides: &str, out: &str| {
+        eval_cmd()
+            .current_dir(d)
+            .args(["ridge", "--train", "training.csv", "--features", "features"])
+            .args(["--genes", "gene_list.csv", "--slides", slides, "-o", out])
+            .output()
+            .unwrap()
+    };
+    let o = ridge("external.txt", "ridge.npy");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let pred = rnafm_runtime::npy::read_float_array(&d.join("ridge.npy"), None).unwrap();
     assert_eq!(pred.shape(), &[20, 60]);
@@ -180,19 +177,7 @@ fn ridge_predicts_external_slides() {
     let oracle = e["oracle"]["oracle_mean_pearson"].as_f64().unwrap();
     assert!(r > 0.2 && r < oracle, "ridge r {r}, oracle {oracle}");
     std::fs::write(d.join("bad.txt"), "NOPE.svs\n").unwrap();
-    let o = eval_cmd()
-        .current_dir(d)
-        .args(["ridge", "--train", "training.csv", "--features", "features"])
-        .args([
-            "--genes",
-            "gene_list.csv",
-            "--slides",
-            "bad.txt",
-            "-o",
-            "bad.npy",
-        ])
-        .output()
-        .unwrap();
+    let o = ridge("bad.txt", "bad.npy");
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(

@@ -567,6 +567,19 @@ fn noise_draws_and_ema_decay_take_effect() {
 
 /// `--device cuda` without a usable GPU (or in a build without CUDA) fails at once in one
 /// line saying why, and writes nothing; `--device auto` trains on the CPU instead.
+/// `rnafm-train bench` on the test cohort's genes and pathways (written by `cohort`).
+fn bench_command(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rnafm-train"));
+    c.current_dir(dir).args([
+        "bench",
+        "--genes",
+        "genes.txt",
+        "--pathways",
+        "pathways.json",
+    ]);
+    c
+}
+
 #[test]
 fn device_cuda_fails_in_one_line_without_a_gpu() {
     use rnafm_trainer::device::{Backend, TrainDevice, resolve};
@@ -587,15 +600,7 @@ fn device_cuda_fails_in_one_line_without_a_gpu() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(!dir.join("run").exists(), "nothing written");
     // The step benchmark takes the same flag the same way.
-    let out = Command::new(env!("CARGO_BIN_EXE_rnafm-train"))
-        .current_dir(dir)
-        .args([
-            "bench",
-            "--genes",
-            "genes.txt",
-            "--pathways",
-            "pathways.json",
-        ])
+    let out = bench_command(dir)
         .args(["--device", "cuda", "--json", "bench.json"])
         .output()
         .unwrap();
@@ -616,15 +621,7 @@ fn bench_is_reproducible_from_its_seed() {
     let dir = tmp.path();
     cohort(dir);
     let bench = |seed: &str, name: &str| {
-        let out = Command::new(env!("CARGO_BIN_EXE_rnafm-train"))
-            .current_dir(dir)
-            .args([
-                "bench",
-                "--genes",
-                "genes.txt",
-                "--pathways",
-                "pathways.json",
-            ])
+        let out = bench_command(dir)
             .args([
                 "--clusters",
                 "4",
