@@ -65,11 +65,6 @@ impl Ensemble {
         self.models.is_empty()
     }
 
-    /// Model 0 (the whole of a one-model bundle).
-    pub fn first(&mut self) -> &mut FlowGraphs {
-        &mut self.models[0]
-    }
-
     /// Token width H.
     pub fn hidden(&self) -> usize {
         self.models[0].hidden()
