@@ -84,5 +84,9 @@ if [ "$want_tools" = 1 ]; then
     "$py" -m venv "$root/.venv"
   fi
   "$root/.venv/bin/python" -m pip install --quiet --disable-pip-version-check "onnx==1.23.2" "numpy==2.4.6"
-  echo "setup.sh: onnx checker in .venv" >&2
+  # scripts/bench-run's peer: ONNX Runtime from Python, the same release as the library above
+  # (its other dependencies are not needed to run a session).
+  "$root/.venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
+    "onnxruntime==$ORT_VERSION"
+  echo "setup.sh: onnx checker and onnxruntime in .venv" >&2
 fi

@@ -1,6 +1,7 @@
 //! `embed.onnx`: expression x [B,G] → pathway tokens [B,P,H] and background token [B,1,H]
 //! (gene-to-pathway MLPs, then the pathway graph block). With `int8` the token-wise linear
-//! layers of the pathway graph block are dynamically quantised.
+//! layers of the pathway graph block would be dynamically quantised; bundles hold no int8
+//! embed (see graphs.rs).
 
 use std::path::Path;
 

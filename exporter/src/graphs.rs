@@ -1,6 +1,11 @@
 //! The five graphs of the runtime contract and the null condition's slide embedding, and
-//! optionally int8 variants of the two per-step graphs whose cost is token-wise linear layers
-//! (`rnafm-export --int8`, `rnafm-run --precision int8`).
+//! optionally an int8 variant of the backbone, the per-step graph whose cost is token-wise
+//! linear layers (`rnafm-export --int8`, `rnafm-run --precision int8`). embed has none: its
+//! weights are the per-pathway MLPs, which stay float, so an int8 embed repeated ~370 MB
+//! (paper size) to quantise the ~1 MB pathway graph block. Measured at paper size, 10 draws,
+//! farm-bench paired: int8 sampling with the float embed takes 1.03x as long as with the int8
+//! one (0.96-1.12); moving the block into the backbone instead gained nothing for int8
+//! (1.01x) and cost fp32 sampling 1.024x.
 
 use std::path::Path;
 
@@ -13,7 +18,7 @@ use crate::layers::GraphOptions;
 use crate::{backbone_graph, condition_graph, embed_graph, heads_graph, modulation_graph};
 
 pub use rnafm_runtime::bundle_members::{
-    BACKBONE, BACKBONE_INT8, CONDITION, EMBED, EMBED_INT8, HEADS, MODULATION, NULL_SLIDE_EMB,
+    BACKBONE, BACKBONE_INT8, CONDITION, EMBED, HEADS, MODULATION, NULL_SLIDE_EMB,
 };
 
 pub struct Graphs {
@@ -24,8 +29,8 @@ pub struct Graphs {
     pub heads: Vec<u8>,
     /// condition.onnx applied to `empty_cond`, [1, H].
     pub null_slide_emb: Vec<f32>,
-    /// int8 variants of embed.onnx and backbone.onnx ([`Graphs::add_int8`]).
-    pub int8: Option<[Vec<u8>; 2]>,
+    /// The int8 variant of backbone.onnx ([`Graphs::add_int8`]).
+    pub int8: Option<Vec<u8>>,
 }
 
 impl Graphs {
@@ -40,23 +45,22 @@ impl Graphs {
         ]
     }
 
-    /// (member name, bytes) of the int8 variants, if built.
+    /// (member name, bytes) of the int8 variant, if built.
     pub fn int8_members(&self) -> Vec<(&'static str, &[u8])> {
-        match &self.int8 {
-            Some([e, b]) => vec![(EMBED_INT8, e.as_slice()), (BACKBONE_INT8, b.as_slice())],
-            None => Vec::new(),
-        }
+        self.int8
+            .iter()
+            .map(|b| (BACKBONE_INT8, b.as_slice()))
+            .collect()
     }
 
-    /// Builds the int8 variants of embed.onnx and backbone.onnx.
+    /// Builds the int8 variant of backbone.onnx.
     pub fn add_int8(&mut self, spec: &ModelSpec, w: &WeightMap, origin: &Path) -> Result<()> {
         let o = GraphOptions {
             int8: true,
             ..GraphOptions::BUNDLE
         };
-        let embed = embed_graph::build(spec, w, origin, o)?;
         let backbone = backbone_graph::build(&spec.config, spec.pathways.len(), w, origin, o)?;
-        self.int8 = Some([embed, backbone]);
+        self.int8 = Some(backbone);
         Ok(())
     }
 }

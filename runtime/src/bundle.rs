@@ -1,11 +1,18 @@
 //! The `.rnafm` bundle: one zip file holding the ONNX graphs, `null_slide_emb.npy`, optional
 //! self-test arrays and `manifest.json` (which lists the sha256 of every other member).
-//! Reading loads every member into memory and verifies it, so a damaged or tampered bundle
-//! fails at open with one line naming the file.
+//!
+//! Opening maps the file into memory: stored members (the graphs, ~1 GB at paper size) stay
+//! in the page cache instead of being copied onto the heap. [`Bundle::open`] checks every
+//! member's sha256 at once; [`Bundle::open_lazy`] checks a member the first time it is read,
+//! so a run hashes only the graphs it loads, on another thread while ONNX Runtime builds the
+//! sessions (see `run::model`). Either way no byte reaches a caller unchecked, and a damaged
+//! or tampered bundle fails with one line naming the file.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256};
 
@@ -16,14 +23,44 @@ use crate::manifest::Manifest;
 /// Largest member accepted (paper-size graphs are ~100 MB); guards against zip bombs.
 pub const MAX_MEMBER_BYTES: u64 = 2 << 30;
 
+/// Where a member's bytes are.
+enum Bytes {
+    /// A range of the mapped bundle file (members stored uncompressed).
+    Range(Range<usize>),
+    /// A member file of an unpacked bundle, mapped.
+    Map(memmap2::Mmap),
+    /// A compressed member, inflated.
+    Owned(Vec<u8>),
+}
+
+struct Member {
+    bytes: Bytes,
+    /// The manifest's sha256 (hex).
+    want: String,
+    /// The outcome of the sha256 check, once made (the error's text).
+    checked: OnceLock<std::result::Result<(), String>>,
+}
+
 pub struct Bundle {
     pub path: PathBuf,
     pub manifest: Manifest,
-    members: BTreeMap<String, Vec<u8>>,
+    /// sha256 of `manifest.json` as stored: it lists every member's sha256, so it names the
+    /// bundle's content without hashing the whole file.
+    pub manifest_sha256: String,
+    map: Option<memmap2::Mmap>,
+    members: BTreeMap<String, Member>,
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
+}
+
+/// Maps `file` read-only. The map is only read; a file changed by another process while it
+/// is mapped can show changed bytes, which is why every member is hashed before use (and
+/// ONNX Runtime copies the graphs it parses).
+fn map_file(file: &std::fs::File, path: &Path) -> Result<memmap2::Mmap> {
+    // SAFETY: read-only map of a file we opened; see above for concurrent changes.
+    unsafe { memmap2::Mmap::map(file) }.map_err(|e| Error::io(path, e))
 }
 
 /// A member name must be a plain relative path inside the bundle.
@@ -45,21 +82,41 @@ fn check_member_name(name: &str, origin: &Path) -> Result<()> {
     Ok(())
 }
 
+fn over_limit(path: &Path, name: &str, size: u64, limit: u64) -> Error {
+    Error::invalid(
+        path,
+        format!("bundle member {name} is {size} bytes, over the {limit}-byte limit"),
+    )
+}
+
 impl Bundle {
+    /// Opens a bundle and checks every member's sha256.
     pub fn open(path: &Path) -> Result<Bundle> {
         Self::open_with_limit(path, MAX_MEMBER_BYTES)
     }
 
     /// As `open`, with a custom per-member size limit.
     pub fn open_with_limit(path: &Path, limit: u64) -> Result<Bundle> {
+        let b = Self::open_lazy_with_limit(path, limit)?;
+        b.verify_all()?;
+        Ok(b)
+    }
+
+    /// Opens a bundle, checking its structure (names, sizes, the manifest's member list);
+    /// each member's sha256 is checked when the member is first read.
+    pub fn open_lazy(path: &Path) -> Result<Bundle> {
+        Self::open_lazy_with_limit(path, MAX_MEMBER_BYTES)
+    }
+
+    fn open_lazy_with_limit(path: &Path, limit: u64) -> Result<Bundle> {
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
+        let map = map_file(&file, path)?;
+        let mut zip = zip::ZipArchive::new(std::io::Cursor::new(&map[..]))
             .map_err(|e| Error::invalid(path, format!("not a .rnafm bundle (zip): {e}")))?;
-        let mut members = BTreeMap::new();
+        let mut found = BTreeMap::new();
         for i in 0..zip.len() {
-            let mut entry = zip
-                .by_index(i)
-                .map_err(|e| Error::invalid(path, format!("bad zip entry {i}: {e}")))?;
+            let bad_entry = |e| Error::invalid(path, format!("bad zip entry {i}: {e}"));
+            let entry = zip.by_index_raw(i).map_err(bad_entry)?;
             let name = entry
                 .name()
                 .map_err(|e| Error::invalid(path, format!("bad zip entry name {i}: {e}")))?
@@ -69,51 +126,62 @@ impl Bundle {
                 continue;
             }
             if entry.size() > limit {
-                return Err(Error::invalid(
-                    path,
-                    format!(
-                        "bundle member {name} is {} bytes, over the {limit}-byte limit",
-                        entry.size()
-                    ),
-                ));
+                return Err(over_limit(path, &name, entry.size(), limit));
             }
-            // The declared size can lie; cap the actual read too.
-            let mut buf = Vec::with_capacity(entry.size() as usize);
-            (&mut entry)
-                .take(limit + 1)
-                .read_to_end(&mut buf)
-                .map_err(|e| Error::invalid(path, format!("cannot read member {name}: {e}")))?;
-            if buf.len() as u64 > limit {
-                return Err(Error::invalid(
-                    path,
-                    format!("bundle member {name} is over the {limit}-byte limit"),
-                ));
-            }
-            if members.insert(name.clone(), buf).is_some() {
+            let stored = entry.compression() == zip::CompressionMethod::Stored
+                && !entry.encrypted()
+                && entry.compressed_size() == entry.size();
+            let bytes = match (stored, entry.data_start()) {
+                (true, Some(start)) => {
+                    let end = start
+                        .checked_add(entry.size())
+                        .filter(|&e| e <= map.len() as u64)
+                        .ok_or_else(|| {
+                            Error::invalid(path, format!("bundle member {name} is truncated"))
+                        })?;
+                    Bytes::Range(start as usize..end as usize)
+                }
+                _ => {
+                    drop(entry);
+                    let mut entry = zip.by_index(i).map_err(bad_entry)?;
+                    // The declared size can lie; cap the actual read too.
+                    let mut buf = Vec::with_capacity(entry.size().min(limit) as usize);
+                    (&mut entry)
+                        .take(limit + 1)
+                        .read_to_end(&mut buf)
+                        .map_err(|e| {
+                            Error::invalid(path, format!("cannot read member {name}: {e}"))
+                        })?;
+                    if buf.len() as u64 > limit {
+                        return Err(over_limit(path, &name, buf.len() as u64, limit));
+                    }
+                    Bytes::Owned(buf)
+                }
+            };
+            if found.insert(name.clone(), bytes).is_some() {
                 return Err(Error::invalid(
                     path,
                     format!("duplicate bundle member {name}"),
                 ));
             }
         }
-        let mbytes = members
-            .remove(MANIFEST)
-            .ok_or_else(|| Error::invalid(path, "bundle has no manifest.json"))?;
+        drop(zip);
+        let mbytes = match found.remove(MANIFEST) {
+            Some(Bytes::Owned(v)) => v,
+            Some(Bytes::Range(r)) => map[r].to_vec(),
+            Some(Bytes::Map(_)) => unreachable!("zip members are ranges or inflated"),
+            None => return Err(Error::invalid(path, "bundle has no manifest.json")),
+        };
         let manifest = Manifest::from_json(&mbytes, path)?;
+        let mut members = BTreeMap::new();
         for (name, want) in &manifest.members {
             check_member_name(name, path)?;
-            let bytes = members
-                .get(name)
+            let bytes = found
+                .remove(name)
                 .ok_or_else(|| Error::invalid(path, format!("bundle member {name} is missing")))?;
-            let got = sha256_hex(bytes);
-            if !got.eq_ignore_ascii_case(want) {
-                return Err(Error::invalid(
-                    path,
-                    format!("bundle member {name} is corrupt (sha256 {got}, manifest says {want})"),
-                ));
-            }
+            members.insert(name.clone(), Member::new(bytes, want));
         }
-        if let Some(extra) = members.keys().find(|k| !manifest.members.contains_key(*k)) {
+        if let Some(extra) = found.keys().next() {
             return Err(Error::invalid(
                 path,
                 format!("bundle member {extra} is not listed in the manifest"),
@@ -122,17 +190,26 @@ impl Bundle {
         Ok(Bundle {
             path: path.to_path_buf(),
             manifest,
+            manifest_sha256: sha256_hex(&mbytes),
+            map: Some(map),
             members,
         })
     }
 
     /// A bundle as a `.rnafm` zip, or unpacked into a folder (`manifest.json` beside its
-    /// members, e.g. after `unzip model.rnafm -d model/`).
+    /// members, e.g. after `unzip model.rnafm -d model/`); every member checked.
     pub fn open_any(path: &Path) -> Result<Bundle> {
+        let b = Self::open_any_lazy(path)?;
+        b.verify_all()?;
+        Ok(b)
+    }
+
+    /// As [`Bundle::open_any`], each member checked when first read.
+    pub fn open_any_lazy(path: &Path) -> Result<Bundle> {
         if Self::is_unpacked(path) {
             Self::open_dir(path)
         } else {
-            Self::open(path)
+            Self::open_lazy(path)
         }
     }
 
@@ -141,9 +218,9 @@ impl Bundle {
         path.is_dir() && path.join(MANIFEST).is_file()
     }
 
-    /// An unpacked bundle: every member the manifest lists is read from the folder and
-    /// checked against its sha256, as in the zip; other files in the folder are ignored.
-    pub fn open_dir(dir: &Path) -> Result<Bundle> {
+    /// An unpacked bundle: every member the manifest lists is mapped from the folder and
+    /// checked against its sha256 when read, as in the zip; other files are ignored.
+    fn open_dir(dir: &Path) -> Result<Bundle> {
         let mpath = dir.join(MANIFEST);
         let mbytes = std::fs::read(&mpath).map_err(|e| Error::io(&mpath, e))?;
         let manifest = Manifest::from_json(&mbytes, &mpath)?;
@@ -151,46 +228,106 @@ impl Bundle {
         for (name, want) in &manifest.members {
             check_member_name(name, dir)?;
             let p = dir.join(name);
-            let len = std::fs::metadata(&p).map_err(|e| Error::io(&p, e))?.len();
+            let file = std::fs::File::open(&p).map_err(|e| Error::io(&p, e))?;
+            let len = file.metadata().map_err(|e| Error::io(&p, e))?.len();
             if len > MAX_MEMBER_BYTES {
-                return Err(Error::invalid(
-                    &p,
-                    format!("bundle member is {len} bytes, over the {MAX_MEMBER_BYTES}-byte limit"),
-                ));
+                return Err(over_limit(dir, name, len, MAX_MEMBER_BYTES));
             }
-            let bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
-            let got = sha256_hex(&bytes);
-            if !got.eq_ignore_ascii_case(want) {
-                return Err(Error::invalid(
-                    dir,
-                    format!("bundle member {name} is corrupt (sha256 {got}, manifest says {want})"),
-                ));
-            }
-            members.insert(name.clone(), bytes);
+            // An empty file cannot be mapped.
+            let bytes = if len == 0 {
+                Bytes::Owned(Vec::new())
+            } else {
+                Bytes::Map(map_file(&file, &p)?)
+            };
+            members.insert(name.clone(), Member::new(bytes, want));
         }
         Ok(Bundle {
             path: dir.to_path_buf(),
             manifest,
+            manifest_sha256: sha256_hex(&mbytes),
+            map: None,
             members,
         })
     }
 
-    /// Bytes of a member (verified at open); an error names the bundle if it is absent.
+    fn bytes<'a>(&'a self, m: &'a Member) -> &'a [u8] {
+        match &m.bytes {
+            Bytes::Range(r) => &self.map.as_ref().expect("ranges come with a map")[r.clone()],
+            Bytes::Map(map) => map,
+            Bytes::Owned(v) => v,
+        }
+    }
+
+    /// Bytes of a member, its sha256 checked (once); an error names the bundle.
     pub fn member(&self, name: &str) -> Result<&[u8]> {
-        self.members
+        let m = self
+            .members
             .get(name)
-            .map(Vec::as_slice)
-            .ok_or_else(|| Error::invalid(&self.path, format!("bundle has no member {name}")))
+            .ok_or_else(|| Error::invalid(&self.path, format!("bundle has no member {name}")))?;
+        let bytes = self.bytes(m);
+        m.checked
+            .get_or_init(|| {
+                let got = sha256_hex(bytes);
+                if got.eq_ignore_ascii_case(&m.want) {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "bundle member {name} is corrupt (sha256 {got}, manifest says {})",
+                        m.want
+                    ))
+                }
+            })
+            .clone()
+            .map_err(|e| Error::invalid(&self.path, e))?;
+        Ok(bytes)
+    }
+
+    /// Hands a member's pages back to the page cache: ONNX Runtime holds its own copy of a
+    /// graph once its session is built, and the mapped pages would otherwise count in this
+    /// process's memory until exit (~1 GB at paper size). Reading the member again maps
+    /// them anew; inflated members are unaffected.
+    pub fn drop_pages(&self, name: &str) {
+        let Some(m) = self.members.get(name) else {
+            return;
+        };
+        let (map, range) = match (&m.bytes, &self.map) {
+            (Bytes::Range(r), Some(map)) => (map, r.clone()),
+            (Bytes::Map(map), _) => (map, 0..map.len()),
+            _ => return,
+        };
+        // SAFETY: the map is a shared read-only file mapping; after MADV_DONTNEED a read
+        // faults the same file bytes back in, so no slice handed out sees other contents.
+        // Failure only means the pages stay mapped.
+        let _ = unsafe {
+            map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, range.start, range.len())
+        };
+    }
+
+    /// Checks every member's sha256 (those not checked yet).
+    pub fn verify_all(&self) -> Result<()> {
+        self.members
+            .keys()
+            .try_for_each(|n| self.member(n).map(|_| ()))
     }
 
     pub fn member_names(&self) -> impl Iterator<Item = &str> {
         self.members.keys().map(String::as_str)
     }
 
-    /// Frees the members `drop` selects (the graphs, once ONNX Runtime holds its own copy:
-    /// a paper-size bundle is about 1 GB). The manifest still lists them.
+    /// Frees the members `drop` selects (inflated ones hold heap memory; mapped ones only
+    /// the page cache's). The manifest still lists them.
     pub fn release(&mut self, drop: impl Fn(&str) -> bool) {
         self.members.retain(|name, _| !drop(name));
+    }
+}
+
+impl Member {
+    fn new(bytes: Bytes, want: &str) -> Member {
+        Member {
+            bytes,
+            want: want.to_string(),
+            checked: OnceLock::new(),
+        }
     }
 }
 
@@ -420,6 +557,44 @@ mod tests {
         );
         let e = err(&path);
         assert!(e.contains("sum.rnafm") && e.contains("corrupt"), "{e}");
+    }
+
+    /// Stored members are read through the map; a lazily opened bundle checks a member when
+    /// it is first read, and only that one; dropping pages keeps the bytes readable.
+    #[test]
+    fn lazy_open_checks_each_member_when_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lazy.rnafm");
+        let mut w = BundleWriter::new(manifest());
+        w.add("condition.onnx", vec![1, 2, 3]).unwrap();
+        w.add("heads.onnx", b"abc".repeat(5000)).unwrap();
+        w.write(&path).unwrap();
+        // Change one byte of heads.onnx's stored data in the zip.
+        let mut zip = std::fs::read(&path).unwrap();
+        let at = zip
+            .windows(6)
+            .rposition(|w| w == b"abcabc")
+            .expect("stored data");
+        zip[at] = b'x';
+        std::fs::write(&path, &zip).unwrap();
+        let e = err(&path);
+        assert!(
+            e.contains("lazy.rnafm") && e.contains("heads.onnx is corrupt"),
+            "{e}"
+        );
+        let b = Bundle::open_lazy(&path).unwrap();
+        assert_eq!(b.member("condition.onnx").unwrap(), &[1, 2, 3]);
+        b.drop_pages("condition.onnx");
+        assert_eq!(b.member("condition.onnx").unwrap(), &[1, 2, 3]);
+        for _ in 0..2 {
+            let e = b.member("heads.onnx").unwrap_err().to_string();
+            assert!(e.contains("lazy.rnafm") && e.contains("corrupt"), "{e}");
+        }
+        assert!(b.verify_all().is_err());
+        // The writer stores members uncompressed: the good bundle's heads are a map range.
+        let good = write_good(dir.path());
+        let b = Bundle::open_lazy(&good).unwrap();
+        assert!(matches!(b.members["condition.onnx"].bytes, Bytes::Range(_)));
     }
 
     #[test]

@@ -30,8 +30,9 @@ pub const GRAPH_INPUTS: [(&str, &[&str]); 5] = [
     (BACKBONE, &["tokens", "block_mod"]),
     (HEADS, &["tokens_out", "bg_token", "head_mod", "bg_mod"]),
 ];
-/// Optional int8 variants of the per-step graphs (`rnafm-export --int8`).
-pub const EMBED_INT8: &str = "embed.int8.onnx";
+/// Optional int8 variant of the backbone (`rnafm-export --int8`). Bundles exported before
+/// the pathway graph block moved into the backbone also hold an `embed.int8.onnx`; it is
+/// not read.
 pub const BACKBONE_INT8: &str = "backbone.int8.onnx";
 /// Optional files of an unpacked model folder: training-feature statistics [2, D] (mean row,
 /// sd row) and per-gene cross-validated r [G] (or [1, G]).

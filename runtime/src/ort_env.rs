@@ -298,6 +298,17 @@ impl SessionFactory {
         }
     }
 
+    /// A session on the device an earlier [`SessionFactory::session`] settled; takes `&self`
+    /// so that several threads can build sessions at once.
+    pub fn settled_session(&self, bytes: &[u8], name: &str) -> Result<Session> {
+        match self.device {
+            Some(device) => self.build(bytes, name, device == Device::Cuda),
+            None => Err(Error::Runtime(format!(
+                "{name}: the device is not settled yet (build one session first)"
+            ))),
+        }
+    }
+
     fn build(&self, bytes: &[u8], name: &str, cuda: bool) -> Result<Session> {
         let fail = |e: String| Error::Runtime(format!("{name}: {e}"));
         let env = environment_with(self.threads())?;

@@ -112,6 +112,18 @@ fn writes_parseable_outputs_deterministically() {
         serde_json::from_str(&std::fs::read_to_string(Path::new(&out1).join("run.json")).unwrap())
             .unwrap();
     assert_eq!(report["device"], "cpu");
+    // The load's profile: every graph and the null embedding, each hashed (bundles) and
+    // given a session.
+    let loaded: Vec<&str> = report["load"]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["member"].as_str().unwrap())
+        .collect();
+    for g in rnafm_runtime::bundle_members::FOLDER_MEMBERS {
+        assert!(loaded.contains(&g), "{g} not in {loaded:?}");
+    }
+    assert!(report["load"]["members"][0]["session_s"].as_f64().unwrap() > 0.0);
     assert_eq!(report["slides"].as_array().unwrap().len(), 2);
     assert_eq!(report["slides"][1]["tiles"], 10);
     assert_eq!(report["slides"][0]["status"], "ok");

@@ -314,7 +314,7 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         onnxruntime_library: rnafm_runtime::ort_env::library_path()
             .map(|p| p.display().to_string()),
         model: model_path.to_path_buf(),
-        model_sha256: model.sha256.clone(),
+        model_id: model.sha256.clone(),
         device: model.device.to_string(),
         threads: model.threads,
         precision: model.precision.to_string(),
@@ -327,6 +327,7 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         unit: pipeline.unit().into(),
         calibration: pipeline.calibration.clone(),
         load_seconds,
+        load: Some(model.load.clone()),
         total_seconds: 0.0,
         slides: Vec::new(),
     };

@@ -3,6 +3,8 @@
 //! training-feature statistics, reliability table).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Instant;
 
 use ndarray::{Array1, Ix2};
 use sha2::{Digest, Sha256};
@@ -23,8 +25,8 @@ pub enum Precision {
     /// float32 throughout (the reference).
     #[default]
     Fp32,
-    /// The token-wise linear layers of embed and backbone as int8 dynamically quantised
-    /// products (VNNI/AMX): faster, at an accuracy cost scripts/bench-run measures.
+    /// The backbone's token-wise linear layers as int8 dynamically quantised products
+    /// (VNNI/AMX): faster, at an accuracy cost scripts/bench-run measures.
     Int8,
 }
 
@@ -36,10 +38,11 @@ impl Precision {
         }
     }
 
-    /// The bundle member that holds `graph` at this precision.
+    /// The bundle member that holds `graph` at this precision. Only the backbone has an
+    /// int8 variant (see the exporter's graphs.rs); older bundles also hold an
+    /// `embed.int8.onnx`, which is left unused.
     pub fn member(self, graph: &str) -> &str {
         match (self, graph) {
-            (Precision::Int8, EMBED) => EMBED_INT8,
             (Precision::Int8, BACKBONE) => BACKBONE_INT8,
             _ => graph,
         }
@@ -65,7 +68,8 @@ impl std::fmt::Display for Precision {
 
 pub struct RunModel {
     pub path: PathBuf,
-    /// sha256 of the bundle file.
+    /// sha256 naming the content: of the bundle's manifest (which lists every member's
+    /// sha256), or of a model folder's files (run.json's `model_id`).
     pub sha256: String,
     pub clusters: usize,
     pub feat_dim: usize,
@@ -89,26 +93,205 @@ pub struct RunModel {
     pub precision: Precision,
     /// The bundle, when opened from one (its self-test members live there).
     pub bundle: Option<Bundle>,
+    /// Where the load's time went.
+    pub load: LoadProfile,
+}
+
+/// Where loading a model spent its time (run.json's `load`; scripts/bench-run reports it).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LoadProfile {
+    /// Mapping the bundle and reading its manifest.
+    pub open_s: f64,
+    /// Threads that built the sessions.
+    pub threads: usize,
+    /// Each member loaded: its sha256 check and its ONNX Runtime session (parse, optimise,
+    /// pack the weights), in the order they started.
+    pub members: Vec<MemberLoad>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MemberLoad {
+    pub member: String,
+    pub bytes: usize,
+    pub verify_s: f64,
+    /// 0 for members that are not graphs.
+    pub session_s: f64,
+}
+
+/// Sessions of every model of a bundle, plus the device and threads they run on.
+struct LoadedModels {
+    graphs: Vec<FlowGraphs>,
+    device: Device,
+    threads: usize,
+}
+
+/// Builds the sessions of every model in `bundle` at `precision`; each member's sha256 is
+/// checked just before its session is built, on the same thread.
+fn load_models(
+    bundle: &Bundle,
+    options: SessionOptions,
+    precision: Precision,
+    profile: &mut LoadProfile,
+) -> Result<LoadedModels> {
+    let count = bundle.manifest.models();
+    let mut loaded = LoadedModels {
+        graphs: Vec::with_capacity(count),
+        device: Device::Cpu,
+        threads: 1,
+    };
+    for k in 0..count {
+        let name = |graph: &str| ensemble_member(k, precision.member(graph));
+        let (graphs, device, threads, members) = load_graphs_timed(
+            &bundle.path,
+            options,
+            |graph| bundle.member(&name(graph)),
+            |graph| bundle.drop_pages(&name(graph)),
+        )?;
+        let hidden = bundle.manifest.model.config.hidden;
+        if graphs.hidden() != hidden {
+            return Err(Error::invalid(
+                &bundle.path,
+                format!(
+                    "{} has width {} but the model's hidden size is {hidden}",
+                    ensemble_member(k, NULL_SLIDE_EMB),
+                    graphs.hidden(),
+                ),
+            ));
+        }
+        profile
+            .members
+            .extend(members.into_iter().map(|m| MemberLoad {
+                member: ensemble_member(k, precision.member(&m.member)),
+                ..m
+            }));
+        (loaded.device, loaded.threads) = (device, threads);
+        profile.threads = threads.min(BY_SIZE.len());
+        loaded.graphs.push(graphs);
+    }
+    Ok(loaded)
 }
 
 /// Sessions for the five graphs and the null embedding; `member` returns a member's bytes.
 pub fn load_graphs<'a>(
     origin: &Path,
     options: SessionOptions,
-    mut member: impl FnMut(&str) -> Result<&'a [u8]>,
+    member: impl Fn(&str) -> Result<&'a [u8]> + Sync,
 ) -> Result<(FlowGraphs, Device, usize)> {
+    load_graphs_timed(origin, options, member, |_| {}).map(|(g, d, t, _)| (g, d, t))
+}
+
+/// The graphs, largest first (at paper size embed is ~370 MB, heads ~270, modulation ~210,
+/// condition ~55, backbone ~20), so that the threads building them finish together.
+const BY_SIZE: [&str; 5] = [EMBED, HEADS, MODULATION, CONDITION, BACKBONE];
+
+/// As [`load_graphs`], also timing each member; `built` is told each graph whose session is
+/// built (its bytes are no longer needed). ONNX Runtime builds a session on one core,
+/// and parsing and packing ~1 GB of weights is most of a load, so the graphs are built on as
+/// many threads as the run may use, largest first. Where the device is not known yet
+/// (`auto` or `cuda`), the condition graph goes first and alone to settle it.
+fn load_graphs_timed<'a>(
+    origin: &Path,
+    options: SessionOptions,
+    member: impl Fn(&str) -> Result<&'a [u8]> + Sync,
+    built: impl Fn(&str) + Sync,
+) -> Result<(FlowGraphs, Device, usize, Vec<MemberLoad>)> {
     let mut factory = SessionFactory::new(options)?;
-    let mut session = |name: &str| -> Result<ort::session::Session> {
-        let s = factory.session(member(name)?, name)?;
-        check_graph_inputs(origin, name, &s)?;
-        Ok(s)
+    let timed_member = |name: &str| -> Result<(&'a [u8], MemberLoad)> {
+        let t = Instant::now();
+        let bytes = member(name)?;
+        let load = MemberLoad {
+            member: name.to_string(),
+            bytes: bytes.len(),
+            verify_s: t.elapsed().as_secs_f64(),
+            session_s: 0.0,
+        };
+        Ok((bytes, load))
     };
-    let condition = session(CONDITION)?;
-    let modulation = session(MODULATION)?;
-    let embed = session(EMBED)?;
-    let backbone = session(BACKBONE)?;
-    let heads = session(HEADS)?;
-    let null = crate::npy::parse_float_npy(member(NULL_SLIDE_EMB)?, origin, Some(NULL_SLIDE_EMB))?;
+    let finish = |s: ort::session::Session, mut load: MemberLoad, t: Instant| {
+        load.session_s = t.elapsed().as_secs_f64();
+        built(&load.member);
+        check_graph_inputs(origin, &load.member, &s)?;
+        Ok::<_, Error>((s, load))
+    };
+    let mut loads = Vec::new();
+    let mut settled = None;
+    if factory.device().is_none() {
+        let (bytes, load) = timed_member(CONDITION)?;
+        let t = Instant::now();
+        let (s, load) = finish(factory.session(bytes, CONDITION)?, load, t)?;
+        settled = Some(s);
+        loads.push(load);
+    }
+    let order: Vec<&str> = BY_SIZE
+        .into_iter()
+        .filter(|n| settled.is_none() || *n != CONDITION)
+        .collect();
+    let factory = &factory;
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let lane = || -> Result<Vec<(usize, ort::session::Session, MemberLoad)>> {
+        let mut built = Vec::new();
+        while !failed.load(Ordering::Relaxed) {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(&name) = order.get(i) else {
+                break;
+            };
+            let one = (|| {
+                let (bytes, load) = timed_member(name)?;
+                let t = Instant::now();
+                finish(factory.settled_session(bytes, name)?, load, t)
+            })();
+            match one {
+                Ok((s, load)) => built.push((i, s, load)),
+                Err(e) => {
+                    failed.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(built)
+    };
+    let lanes = factory.threads().clamp(1, order.len());
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (1..lanes).map(|_| scope.spawn(lane)).collect();
+        let mut results = vec![lane()];
+        results.extend(handles.into_iter().map(|h| {
+            h.join().unwrap_or_else(|_| {
+                Err(Error::Runtime("a session-building thread panicked".into()))
+            })
+        }));
+        results
+    });
+    let mut sessions: Vec<Option<ort::session::Session>> = order.iter().map(|_| None).collect();
+    let mut lane_loads = Vec::new();
+    for r in results {
+        for (i, s, load) in r? {
+            sessions[i] = Some(s);
+            lane_loads.push((i, load));
+        }
+    }
+    lane_loads.sort_by_key(|(i, _)| *i);
+    loads.extend(lane_loads.into_iter().map(|(_, l)| l));
+    let mut take = |name: &str| {
+        order
+            .iter()
+            .position(|n| *n == name)
+            .and_then(|i| sessions[i].take())
+            .ok_or_else(|| Error::Runtime(format!("{name}: no session was built")))
+    };
+    let condition = match settled {
+        Some(s) => s,
+        None => take(CONDITION)?,
+    };
+    let (embed, heads, modulation, backbone) = (
+        take(EMBED)?,
+        take(HEADS)?,
+        take(MODULATION)?,
+        take(BACKBONE)?,
+    );
+    let (bytes, load) = timed_member(NULL_SLIDE_EMB)?;
+    loads.push(load);
+    let null = crate::npy::parse_float_npy(bytes, origin, Some(NULL_SLIDE_EMB))?;
     let null = null
         .into_dimensionality::<Ix2>()
         .map_err(|_| Error::invalid(origin, format!("{NULL_SLIDE_EMB} must be [1, H]")))?;
@@ -131,6 +314,7 @@ pub fn load_graphs<'a>(
         },
         device,
         factory.threads(),
+        loads,
     ))
 }
 
@@ -228,18 +412,12 @@ impl RunModel {
             }
             return Self::open_dir(path, options);
         }
-        // The whole-file hash (for run.json) is a second pass over ~1 GB at paper size; take
-        // it on another thread while the bundle is read and the sessions are built.
-        // An unpacked bundle is identified by its manifest, which holds every member's hash.
-        let hash = {
-            let p = if Bundle::is_unpacked(path) {
-                path.join(MANIFEST)
-            } else {
-                path.to_path_buf()
-            };
-            std::thread::spawn(move || file_sha256(&p))
+        let opened = Instant::now();
+        let mut bundle = Bundle::open_any_lazy(path)?;
+        let mut profile = LoadProfile {
+            open_s: opened.elapsed().as_secs_f64(),
+            ..LoadProfile::default()
         };
-        let mut bundle = Bundle::open_any(path)?;
         if bundle.member_names().all(|n| n != MODULATION) {
             // Bundles before the modulation graph computed the adaLN modulations per step.
             return Err(Error::invalid(
@@ -261,26 +439,8 @@ impl RunModel {
                 ),
             ));
         }
-        let mut models = Vec::with_capacity(bundle.manifest.models());
-        let (mut device, mut threads) = (Device::Cpu, 1);
-        for k in 0..bundle.manifest.models() {
-            let (graphs, d, t) = load_graphs(path, options, |name| {
-                bundle.member(&ensemble_member(k, precision.member(name)))
-            })?;
-            if graphs.hidden() != bundle.manifest.model.config.hidden {
-                return Err(Error::invalid(
-                    path,
-                    format!(
-                        "{} has width {} but the model's hidden size is {}",
-                        ensemble_member(k, NULL_SLIDE_EMB),
-                        graphs.hidden(),
-                        bundle.manifest.model.config.hidden
-                    ),
-                ));
-            }
-            (device, threads) = (d, t);
-            models.push(graphs);
-        }
+        let models = load_models(&bundle, options, precision, &mut profile)?;
+        let (device, threads) = (models.device, models.threads);
         let first = bundle.manifest.model.normalization.as_ref();
         let maps = std::iter::once(None)
             .chain(bundle.manifest.ensemble.iter().map(|e| {
@@ -290,7 +450,7 @@ impl RunModel {
                     .map(|(own, first)| ToFirst::new(own, first))
             }))
             .collect();
-        let graphs = Ensemble::new(models, maps);
+        let graphs = Ensemble::new(models.graphs, maps);
         // ONNX Runtime has its own copy of the graphs now.
         bundle.release(|name| name.ends_with(".onnx"));
         let m = &bundle.manifest;
@@ -301,9 +461,7 @@ impl RunModel {
         let spec = m.model.clone();
         Ok(RunModel {
             path: path.to_path_buf(),
-            sha256: hash
-                .join()
-                .map_err(|_| Error::Runtime("hashing the bundle panicked".into()))??,
+            sha256: bundle.manifest_sha256.clone(),
             clusters: spec.config.clusters,
             feat_dim: spec.config.feat_dim,
             genes: spec.genes,
@@ -320,21 +478,30 @@ impl RunModel {
             threads,
             precision,
             bundle: Some(bundle),
+            load: profile,
         })
     }
 
     fn open_dir(dir: &Path, options: SessionOptions) -> Result<Self> {
+        let opened = Instant::now();
         let spec = ModelSpec::read(&dir.join("model.json"))?;
         let mut members = std::collections::HashMap::new();
         for name in FOLDER_MEMBERS {
             members.insert(name, read_member(dir, name)?);
         }
-        let (graphs, device, threads) = load_graphs(dir, options, |name| {
+        let open_s = opened.elapsed().as_secs_f64();
+        let member = |name: &str| {
             members
                 .get(name)
                 .map(|v| v.as_slice())
                 .ok_or_else(|| Error::invalid(dir, format!("missing {name}")))
-        })?;
+        };
+        let (graphs, device, threads, loads) = load_graphs_timed(dir, options, member, |_| {})?;
+        let load = LoadProfile {
+            open_s,
+            threads: threads.min(BY_SIZE.len()),
+            members: loads,
+        };
         let graphs = Ensemble::single(graphs);
         if graphs.hidden() != spec.config.hidden {
             return Err(Error::invalid(
@@ -400,6 +567,7 @@ impl RunModel {
             threads,
             precision: Precision::Fp32,
             bundle: None,
+            load,
         })
     }
 

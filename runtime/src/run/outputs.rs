@@ -131,7 +131,11 @@ pub struct RunReport {
     pub rnafm_version: String,
     pub onnxruntime_library: Option<String>,
     pub model: PathBuf,
-    pub model_sha256: String,
+    /// sha256 naming the model's content: of a bundle's `manifest.json`, which lists the
+    /// sha256 of every member (so the zip and its unpacked folder share it), or of a model
+    /// folder's files. Hashing the whole 1 GB file each run would cost more than the load.
+    #[serde(alias = "model_sha256")]
+    pub model_id: String,
     pub device: String,
     pub threads: usize,
     /// Arithmetic of the per-step graphs (fp32 or int8).
@@ -150,6 +154,9 @@ pub struct RunReport {
     #[serde(default)]
     pub calibration: crate::calibration::CalibrationUse,
     pub load_seconds: f64,
+    /// Where the load's time went (absent in runs before rnafm 0.1 recorded it).
+    #[serde(default)]
+    pub load: Option<crate::run::model::LoadProfile>,
     pub total_seconds: f64,
     pub slides: Vec<SlideRecord>,
 }
@@ -170,7 +177,7 @@ impl RunReport {
     pub fn output_settings(&self) -> String {
         format!(
             "model {}{}, {} samples, {} time points, guidance {}, seed {}, {}, {}, {}",
-            self.model_sha256.get(..12).unwrap_or(&self.model_sha256),
+            self.model_id.get(..12).unwrap_or(&self.model_id),
             if self.models > 1 {
                 format!(" ({} models)", self.models)
             } else {
