@@ -5,7 +5,7 @@
 #
 #   scripts/setup.sh            CPU build of ONNX Runtime (wheel `onnxruntime`)
 #   scripts/setup.sh --cuda     CUDA build (wheel `onnxruntime-gpu`); needs CUDA 13 cuBLAS/cuDNN at run time
-#   scripts/setup.sh --check-tools   also make .venv with the PyPI `onnx` checker (for scripts/check-onnx)
+#   scripts/setup.sh --check-tools   also make .venv with the PyPI `onnx` checker (scripts/check-onnx) and onnxruntime (scripts/bench-run)
 set -euo pipefail
 
 ORT_VERSION=1.31.1

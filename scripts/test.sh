@@ -10,6 +10,9 @@ scripts/setup.sh --check-tools
 scripts/fetch-test-slide
 scripts/slide-pixels-ref
 export ORT_DYLIB_PATH="$root/.ort/libonnxruntime.so"
+# rnafm-run remembers bundles it has checked (runtime/src/checked_cache.rs); keep the tests'
+# records out of the user's cache.
+export RNAFM_CACHE_DIR="${RNAFM_CACHE_DIR:-$(mktemp -d)}"
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

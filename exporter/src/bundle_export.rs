@@ -235,14 +235,7 @@ pub fn bundle_ensemble(
     if info.self_test {
         // Fixed pseudo-random slide features (noise stream of seed 0).
         let features = noise(0, 0, cfg.clusters, cfg.feat_dim);
-        let maps = std::iter::once(None)
-            .chain(w.manifest_mut().ensemble.iter().map(|e| {
-                e.normalization
-                    .as_ref()
-                    .zip(spec.normalization.as_ref())
-                    .map(|(own, first)| ToFirst::new(own, first))
-            }))
-            .collect();
+        let maps = ToFirst::for_models(spec.normalization.as_ref(), &w.manifest_mut().ensemble);
         let expected = self_test_run(models, maps, &features, cfg.genes, origin)?;
         w.add(
             SELF_TEST_FEATURES,

@@ -48,6 +48,8 @@ pub struct Bundle {
     /// bundle's content without hashing the whole file.
     pub manifest_sha256: String,
     map: Option<memmap2::Mmap>,
+    /// The zip file's identity when it was opened (for [`crate::checked_cache`]).
+    file: Option<crate::checked_cache::FileIdentity>,
     members: BTreeMap<String, Member>,
 }
 
@@ -110,6 +112,7 @@ impl Bundle {
 
     fn open_lazy_with_limit(path: &Path, limit: u64) -> Result<Bundle> {
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let identity = crate::checked_cache::FileIdentity::of(&file);
         let map = map_file(&file, path)?;
         let mut zip = zip::ZipArchive::new(std::io::Cursor::new(&map[..]))
             .map_err(|e| Error::invalid(path, format!("not a .rnafm bundle (zip): {e}")))?;
@@ -192,6 +195,7 @@ impl Bundle {
             manifest,
             manifest_sha256: sha256_hex(&mbytes),
             map: Some(map),
+            file: identity,
             members,
         })
     }
@@ -246,6 +250,7 @@ impl Bundle {
             manifest,
             manifest_sha256: sha256_hex(&mbytes),
             map: None,
+            file: None,
             members,
         })
     }
@@ -301,6 +306,33 @@ impl Bundle {
         let _ = unsafe {
             map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, range.start, range.len())
         };
+    }
+
+    /// Takes the checks `cache` remembers for this very file as made (see
+    /// [`crate::checked_cache`]); returns how many members that spares. Zip bundles only.
+    pub fn recall_checks(&self, cache: &Path) -> usize {
+        let Some(file) = &self.file else {
+            return 0;
+        };
+        crate::checked_cache::recall(cache, &self.manifest_sha256, file)
+            .iter()
+            .filter_map(|name| self.members.get(name))
+            .filter(|m| m.checked.set(Ok(())).is_ok())
+            .count()
+    }
+
+    /// Records in `cache` the members whose check passed; whether a record was written.
+    pub fn remember_checks(&self, cache: &Path) -> bool {
+        let Some(file) = &self.file else {
+            return false;
+        };
+        let passed = self
+            .members
+            .iter()
+            .filter(|(_, m)| matches!(m.checked.get(), Some(Ok(()))))
+            .map(|(name, _)| name.clone())
+            .collect();
+        crate::checked_cache::remember(cache, &self.manifest_sha256, file, passed)
     }
 
     /// Checks every member's sha256 (those not checked yet).
@@ -595,6 +627,36 @@ mod tests {
         let good = write_good(dir.path());
         let b = Bundle::open_lazy(&good).unwrap();
         assert!(matches!(b.members["condition.onnx"].bytes, Bytes::Range(_)));
+    }
+
+    /// A check remembered for a file is taken as made only while the file is unchanged: a
+    /// byte changed in place (same size) is found again.
+    #[test]
+    fn remembered_checks_hold_only_for_the_unchanged_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let path = dir.path().join("r.rnafm");
+        let mut w = BundleWriter::new(manifest());
+        w.add("heads.onnx", b"abc".repeat(5000)).unwrap();
+        w.write(&path).unwrap();
+        let b = Bundle::open_lazy(&path).unwrap();
+        b.verify_all().unwrap();
+        // Just written: too recent to tell a later change apart, so not remembered yet.
+        assert!(!b.remember_checks(&cache));
+        std::thread::sleep(crate::checked_cache::SETTLED + std::time::Duration::from_millis(200));
+        let b = Bundle::open_lazy(&path).unwrap();
+        assert_eq!(b.recall_checks(&cache), 0);
+        b.verify_all().unwrap();
+        assert!(b.remember_checks(&cache));
+        assert_eq!(Bundle::open_lazy(&path).unwrap().recall_checks(&cache), 1);
+        let mut zip = std::fs::read(&path).unwrap();
+        let at = zip.windows(6).rposition(|w| w == b"abcabc").unwrap();
+        zip[at] = b'x';
+        std::fs::write(&path, &zip).unwrap();
+        let b = Bundle::open_lazy(&path).unwrap();
+        assert_eq!(b.recall_checks(&cache), 0);
+        let e = b.member("heads.onnx").unwrap_err().to_string();
+        assert!(e.contains("corrupt"), "{e}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 use ndarray::{Array2, ArrayView2, s};
 
 use crate::error::Result;
+use crate::manifest::EnsembleModel;
 use crate::normalization::Normalization;
 use crate::sampler::{FlowGraphs, SampleParams, blocks, chunks};
 
@@ -31,6 +32,22 @@ impl ToFirst {
             })
             .unzip();
         ToFirst { scale, shift }
+    }
+
+    /// The maps of a bundle's models: none for model 0, then one for each further model
+    /// (the manifest's `ensemble` entries) where both it and model 0 have a normalisation.
+    pub fn for_models(
+        first: Option<&Normalization>,
+        others: &[EnsembleModel],
+    ) -> Vec<Option<Self>> {
+        std::iter::once(None)
+            .chain(others.iter().map(|e| {
+                e.normalization
+                    .as_ref()
+                    .zip(first)
+                    .map(|(own, first)| ToFirst::new(own, first))
+            }))
+            .collect()
     }
 }
 

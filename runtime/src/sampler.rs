@@ -52,7 +52,7 @@ impl Default for SampleParams {
             steps: 20,
             cfg: 2.0,
             seed: 0,
-            batch: 16,
+            batch: 10,
         }
     }
 }

@@ -1,7 +1,7 @@
 """The peer rnafm-run is measured against: what a user would write with the `onnxruntime`
 wheel and a bundle's ONNX graphs. It reads the graphs from the bundle, runs the slide encoder
 and every modulation once, then the Euler loop with classifier-free guidance over embed,
-backbone and heads: the same graphs, products and batch (16) as rnafm-run, in plain numpy.
+backbone and heads: the same graphs, products and batch (10) as rnafm-run, in plain numpy.
 The noise is numpy's, so the numbers differ from rnafm-run's draws; the work does not.
 
     python ort_python_loop.py BUNDLE.rnafm FEATURES.npy SAMPLES PRECISION THREADS
@@ -30,7 +30,7 @@ def grid(points):
 def main():
     bundle, features, samples, precision, threads = sys.argv[1:6]
     samples, threads = int(samples), int(threads)
-    steps, cfg, batch = 20, 2.0, 16
+    steps, cfg, batch = 20, 2.0, 10
     t0 = time.perf_counter()
     z = zipfile.ZipFile(bundle)
     so = ort.SessionOptions()

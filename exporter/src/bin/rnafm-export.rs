@@ -86,8 +86,9 @@ struct Args {
     /// Skip the self-test (it needs ONNX Runtime at export time).
     #[arg(long)]
     no_self_test: bool,
-    /// Also store int8 dynamically quantised variants of the per-step graphs, for
-    /// `rnafm-run --precision int8` (faster on CPUs with VNNI/AMX, slightly less accurate).
+    /// Also store an int8 (dynamically quantised) variant of the backbone graph, for
+    /// `rnafm-run --precision int8` (faster on CPUs with VNNI, slightly less accurate;
+    /// adds under 1% to a paper-size bundle).
     #[arg(long)]
     int8: bool,
     /// More log output (-v info, -vv debug).

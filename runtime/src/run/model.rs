@@ -104,6 +104,10 @@ pub struct LoadProfile {
     pub open_s: f64,
     /// Threads that built the sessions.
     pub threads: usize,
+    /// Members whose sha256 check an earlier run made on this same file
+    /// (`checked_cache`); their `verify_s` is ~0.
+    #[serde(default)]
+    pub remembered: usize,
     /// Each member loaded: its sha256 check and its ONNX Runtime session (parse, optimise,
     /// pack the weights), in the order they started.
     pub members: Vec<MemberLoad>,
@@ -414,7 +418,9 @@ impl RunModel {
         }
         let opened = Instant::now();
         let mut bundle = Bundle::open_any_lazy(path)?;
+        let cache = crate::checked_cache::default_dir();
         let mut profile = LoadProfile {
+            remembered: cache.as_deref().map_or(0, |c| bundle.recall_checks(c)),
             open_s: opened.elapsed().as_secs_f64(),
             ..LoadProfile::default()
         };
@@ -440,16 +446,14 @@ impl RunModel {
             ));
         }
         let models = load_models(&bundle, options, precision, &mut profile)?;
+        if let Some(c) = &cache {
+            bundle.remember_checks(c);
+        }
         let (device, threads) = (models.device, models.threads);
-        let first = bundle.manifest.model.normalization.as_ref();
-        let maps = std::iter::once(None)
-            .chain(bundle.manifest.ensemble.iter().map(|e| {
-                e.normalization
-                    .as_ref()
-                    .zip(first)
-                    .map(|(own, first)| ToFirst::new(own, first))
-            }))
-            .collect();
+        let maps = ToFirst::for_models(
+            bundle.manifest.model.normalization.as_ref(),
+            &bundle.manifest.ensemble,
+        );
         let graphs = Ensemble::new(models.graphs, maps);
         // ONNX Runtime has its own copy of the graphs now.
         bundle.release(|name| name.ends_with(".onnx"));
@@ -500,6 +504,7 @@ impl RunModel {
         let load = LoadProfile {
             open_s,
             threads: threads.min(BY_SIZE.len()),
+            remembered: 0,
             members: loads,
         };
         let graphs = Ensemble::single(graphs);

@@ -141,6 +141,9 @@ pub struct RunReport {
     /// Arithmetic of the per-step graphs (fp32 or int8).
     #[serde(default)]
     pub precision: String,
+    /// The CPU's int8-relevant features (VNNI decides what int8 gains; see `cpu.rs`).
+    #[serde(default)]
+    pub cpu_features: Vec<String>,
     /// Models the draws were split across (a fold ensemble's k; 1 for a single model).
     #[serde(default = "one")]
     pub models: usize,
