@@ -126,8 +126,8 @@ struct RunArgs {
     #[arg(long, default_value_t = 0, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=MAX_THREADS as u64))]
     threads: usize,
     /// Samples integrated at once (bounds memory; does not change results; 1 to 10,000).
-    /// At the paper size, 100 draws peak at 1.7 GB with 10 and 2.0 GB with 16, at the same
-    /// speed on 2 CPU threads; on a GPU, larger batches pay.
+    /// At the paper size, 100 draws peaked at 1.7 GB with 10 and 2.0 GB with 16, and 16
+    /// sampled no faster on 2 CPU threads (scripts/bench-run); a GPU may want more.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=MAX_SAMPLES as i64))]
     batch: u32,
     /// Output folder (created if needed).

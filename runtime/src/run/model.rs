@@ -346,22 +346,6 @@ fn check_graph_inputs(origin: &Path, name: &str, session: &ort::session::Session
     Ok(())
 }
 
-/// sha256 (hex) of a file.
-pub fn file_sha256(path: &Path) -> Result<String> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
-}
-
 /// Result of the bundle's self-test.
 #[derive(Debug, Clone, Copy)]
 pub struct SelfTestOutcome {
