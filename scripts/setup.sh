@@ -5,7 +5,7 @@
 #
 #   scripts/setup.sh            CPU build of ONNX Runtime (wheel `onnxruntime`)
 #   scripts/setup.sh --cuda     CUDA build (wheel `onnxruntime-gpu`); needs CUDA 13 cuBLAS/cuDNN at run time
-#   scripts/setup.sh --check-tools   also make .venv with the PyPI `onnx` checker (scripts/check-onnx) and onnxruntime (scripts/bench-run)
+#   scripts/setup.sh --check-tools   also make .venv with the PyPI `onnx` checker (scripts/check-onnx), onnxruntime (scripts/bench-run) and h5py (tests)
 set -euo pipefail
 
 ORT_VERSION=1.31.1
@@ -21,6 +21,21 @@ for a in "$@"; do
     *) echo "setup.sh: unknown option $a (see --help)" >&2; exit 2 ;;
   esac
 done
+
+# rnafm reads and writes TRIDENT/CLAM .h5 tile files through libhdf5 (crate hdf5-metno):
+# the build needs its headers and pkg-config file, from Debian's libhdf5-dev.
+if ! pkg-config --exists hdf5 2>/dev/null; then
+  if command -v apt-get >/dev/null; then
+    sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    echo "setup.sh: installing libhdf5-dev and pkg-config (Debian) for .h5 support" >&2
+    $sudo apt-get install -y -q libhdf5-dev pkg-config >/dev/null 2>&1 ||
+      { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q libhdf5-dev pkg-config >/dev/null; }
+  fi
+  pkg-config --exists hdf5 2>/dev/null || {
+    echo "setup.sh: libhdf5 not found: install your system's HDF5 development package (Debian: libhdf5-dev), or build with --no-default-features (no .h5 support)" >&2
+    exit 1
+  }
+fi
 
 if [ "$flavour" = cuda ]; then pkg=onnxruntime-gpu; else pkg=onnxruntime; fi
 lib="$dest/$flavour/libonnxruntime.so.$ORT_VERSION"
@@ -88,5 +103,8 @@ if [ "$want_tools" = 1 ]; then
   # (its other dependencies are not needed to run a session).
   "$root/.venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
     "onnxruntime==$ORT_VERSION"
-  echo "setup.sh: onnx checker and onnxruntime in .venv" >&2
+  # Tests write TRIDENT/CLAM-style tile files with h5py (runtime/tests/h5_features.rs), so
+  # the .h5 reader is checked against files we did not write.
+  "$root/.venv/bin/python" -m pip install --quiet --disable-pip-version-check "h5py==3.16.0"
+  echo "setup.sh: onnx checker, onnxruntime and h5py in .venv" >&2
 fi

@@ -32,6 +32,27 @@ where
     Ok(())
 }
 
+/// Writes `path` atomically through a library that wants a file name (HDF5): `fill` writes
+/// the file at the temporary path it is given, which is then renamed to `path`.
+pub fn write_atomic_via_path<F>(path: &Path, fill: F) -> Result<()>
+where
+    F: FnOnce(&Path) -> Result<()>,
+{
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!("{TEMP_PREFIX}{}-", std::process::id()))
+        .suffix(TEMP_SUFFIX)
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(dir, e))?;
+    fill(tmp.path())?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}
+
 const TEMP_PREFIX: &str = ".rnafm-";
 const TEMP_SUFFIX: &str = ".tmp";
 

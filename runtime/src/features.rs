@@ -1,6 +1,7 @@
 //! Slide features: a `.npy` or `.npz` matrix, either K×D cluster means (the model's input)
-//! or N×D tile features (to be clustered with k-means). Read as f32 and checked: rank 2,
-//! at least one row and column, every value finite.
+//! or N×D tile features (to be clustered with k-means), or a TRIDENT/CLAM `.h5` tile file
+//! (see [`crate::h5`]). Read as f32 and checked: rank 2, at least one row and column, every
+//! value finite.
 
 use std::path::Path;
 
@@ -10,9 +11,13 @@ use crate::error::{Error, Result};
 use crate::limits::{MAX_FEATURE_VALUES, MAX_TILES};
 use crate::npy;
 
-/// Reads a slide's feature matrix from `.npy` or `.npz` (key `features`, or the only array);
-/// at most [`MAX_FEATURE_VALUES`] values and [`MAX_TILES`] rows.
+/// Reads a slide's feature matrix from `.npy` or `.npz` (key `features`, or the only array),
+/// or `.h5`/`.hdf5` (dataset `features`); at most [`MAX_FEATURE_VALUES`] values and
+/// [`MAX_TILES`] rows.
 pub fn read_features(path: &Path) -> Result<Array2<f32>> {
+    if is_h5_path(path) {
+        return read_h5_features(path);
+    }
     let a = npy::read_float_array_limited(path, None, MAX_FEATURE_VALUES)?;
     let shape = a.shape().to_vec();
     let a = a.into_dimensionality::<Ix2>().map_err(|_| {
@@ -32,6 +37,26 @@ pub fn read_features(path: &Path) -> Result<Array2<f32>> {
     }
     check_features(&a, path)?;
     Ok(a)
+}
+
+/// True for `.h5`/`.hdf5` (any case): a TRIDENT/CLAM tile file.
+pub fn is_h5_path(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("h5") || e.eq_ignore_ascii_case("hdf5"))
+}
+
+#[cfg(feature = "hdf5")]
+fn read_h5_features(path: &Path) -> Result<Array2<f32>> {
+    Ok(crate::h5::read_tile_file(path)?.features)
+}
+
+#[cfg(not(feature = "hdf5"))]
+fn read_h5_features(path: &Path) -> Result<Array2<f32>> {
+    Err(Error::invalid(
+        path,
+        "this build of rnafm reads no HDF5 (built without the `hdf5` feature); convert to .npy or rebuild with it",
+    ))
 }
 
 /// Checks a feature matrix: non-empty and finite (the first bad value is named by row and

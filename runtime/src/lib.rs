@@ -8,11 +8,14 @@ pub mod bundle_members;
 pub mod calibration;
 pub mod checked_cache;
 pub mod checkpoint;
+pub mod cluster_means;
 pub mod cpu;
 pub mod ensemble;
 pub mod error;
 pub mod features;
 pub mod genes;
+#[cfg(feature = "hdf5")]
+pub mod h5;
 pub mod kmeans;
 pub mod limits;
 pub mod logging;

@@ -47,9 +47,9 @@ fn first_existing(dir: &Path, slide: &str, suffixes: &[&str]) -> Option<PathBuf>
         .find(|p| p.is_file())
 }
 
-/// A slide's feature file in `dir`: `<slide>` itself, or `<slide or stem>.npy|.npz`.
+/// A slide's feature file in `dir`: `<slide>` itself, or `<slide or stem>.npy|.npz|.h5`.
 pub fn feature_file(dir: &Path, slide: &str) -> Option<PathBuf> {
-    first_existing(dir, slide, &["", ".npy", ".npz"])
+    first_existing(dir, slide, &["", ".npy", ".npz", ".h5"])
 }
 
 /// A slide's draws in an `rnafm-run --save-samples` folder.

@@ -1,9 +1,12 @@
 //! A training cohort in memory: measured log2 expression aligned to the model's gene list
 //! and each slide's K×D cluster features, found in the features directory by slide name.
+//! A file of N×D tile features (`.npy`, `.npz`, TRIDENT/CLAM `.h5`) is clustered exactly as
+//! `rnafm-run` clusters it (`rnafm_runtime::cluster_means`), its means cached.
 
 use std::path::{Path, PathBuf};
 
 use ndarray::Array2;
+use rnafm_runtime::cluster_means::{DEFAULT_SEED, cluster_means_cached};
 use rnafm_runtime::features::read_features;
 use rnafm_runtime::genes::GeneList;
 use rnafm_runtime::reference_csv::ReferenceCohort;
@@ -21,7 +24,17 @@ pub struct Cohort {
 }
 
 impl Cohort {
-    pub fn load(csv: &Path, features_dir: &Path, genes: &GeneList) -> Result<Self> {
+    /// Reads the cohort. `clusters`: K, when feature files may hold tiles (files with K rows
+    /// are taken as cluster means, files with more are clustered); `None`: every file must
+    /// hold the same number of cluster rows, which is K. `cache`: where cluster means of tile
+    /// files are kept (`None`: recomputed every time).
+    pub fn load(
+        csv: &Path,
+        features_dir: &Path,
+        genes: &GeneList,
+        clusters: Option<usize>,
+        cache: Option<&Path>,
+    ) -> Result<Self> {
         let cohort = ReferenceCohort::read(csv)?;
         if cohort.is_empty() {
             return Err(Error::invalid(csv, "no slides"));
@@ -33,17 +46,20 @@ impl Cohort {
             let path = feature_file(features_dir, slide).ok_or_else(|| {
                 Error::invalid(
                     features_dir,
-                    format!("no feature file for slide {slide:?} (looked for {slide}.npy/.npz, also without its extension)"),
+                    format!("no feature file for slide {slide:?} (looked for {slide}.npy/.npz/.h5, also without its extension)"),
                 )
             })?;
-            let f = read_features(&path)?;
+            let f = match clusters {
+                Some(k) => cluster_means_cached(&path, k, DEFAULT_SEED, cache)?.means,
+                None => read_features(&path)?,
+            };
             match &shape {
                 None => shape = Some((f.nrows(), f.ncols(), path.clone())),
                 Some((k, d, first)) if (f.nrows(), f.ncols()) != (*k, *d) => {
                     return Err(Error::invalid(
                         &path,
                         format!(
-                            "features are {}×{} but {} is {k}×{d}; every slide needs the same K cluster rows of D features",
+                            "features are {}×{} but {} is {k}×{d}; every slide needs the same K cluster rows of D features (for tile files, give --clusters K)",
                             f.nrows(),
                             f.ncols(),
                             first.display()

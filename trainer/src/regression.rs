@@ -127,7 +127,7 @@ pub fn train_baseline<B: TrainBackend>(
 ) -> Result<TrainingMetrics> {
     std::fs::create_dir_all(&opts.out).map_err(io(&opts.out))?;
     let genes = GeneList::read(&opts.genes)?;
-    let cohort = Cohort::load(&opts.csv, &opts.features, &genes)?;
+    let cohort = opts.load_cohort(&genes)?;
     let config = ModelConfig {
         hidden: opts.hidden,
         depth: opts.depth,
@@ -346,6 +346,7 @@ mod tests {
         let opts = |out: &Path| TrainOptions {
             csv: cohort_dir.join("reference.csv"),
             features: cohort_dir.join("features"),
+            clusters: None,
             pathways: None,
             genes: cohort_dir.join("gene_list.csv"),
             norm: None,

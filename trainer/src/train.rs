@@ -46,6 +46,9 @@ use rnafm_runtime::training_metrics::{FoldSeconds, TrainingMetrics};
 pub struct TrainOptions {
     pub csv: PathBuf,
     pub features: PathBuf,
+    /// K when the feature files may hold N×D tiles (see `Cohort::load`); `None`: the files'
+    /// common row count.
+    pub clusters: Option<usize>,
     pub pathways: Option<PathBuf>,
     pub genes: PathBuf,
     pub norm: Option<(PathBuf, PathBuf)>,
@@ -103,6 +106,21 @@ pub struct TrainOptions {
     pub genes_per_token: usize,
     pub resume: bool,
     pub progress: bool,
+}
+
+impl TrainOptions {
+    /// The cohort, tile files clustered as `rnafm-run` clusters them, their means cached in
+    /// the user's cache (`checked_cache::default_dir`).
+    pub fn load_cohort(&self, genes: &GeneList) -> Result<Cohort> {
+        let cache = rnafm_runtime::checked_cache::default_dir();
+        Cohort::load(
+            &self.csv,
+            &self.features,
+            genes,
+            self.clusters,
+            cache.as_deref(),
+        )
+    }
 }
 
 /// The validation loss that early stopping and the best checkpoint minimise.
@@ -173,7 +191,7 @@ pub fn train<B: TrainBackend>(opts: &TrainOptions, device: &B::Device) -> Result
             PathwaySet::read(p, Some(&genes), genes.len())?
         }
     };
-    let cohort = Cohort::load(&opts.csv, &opts.features, &genes)?;
+    let cohort = opts.load_cohort(&genes)?;
     tracing::info!(
         slides = cohort.len(),
         genes = genes.len(),

@@ -59,13 +59,18 @@ fn slide_index(name: &str) -> usize {
 
 /// `rnafm-train train` on the test cohort with the small test model.
 fn base_command(dir: &Path, out: &str) -> Command {
+    command_on(dir, out, "features")
+}
+
+/// [`base_command`] with the slide features from another folder.
+fn command_on(dir: &Path, out: &str, features: &str) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_rnafm-train"));
     c.current_dir(dir).args([
         "train",
         "--csv",
         "ref.csv",
         "--features",
-        "features",
+        features,
         "--pathways",
         "pathways.json",
         "--genes",
@@ -693,4 +698,82 @@ fn slide_encoder_from_a_baseline_run() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("holds out other slides"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+/// Tile files (N×D, `.npy` and TRIDENT `.h5`) train exactly the model that the K×D means
+/// `rnafm-run` computes for them train: the same k-means, the same seed rule. The means
+/// are cached, and a second run from the cache trains the same model again.
+#[test]
+fn tile_files_train_the_model_of_their_cluster_means() {
+    use rnafm_runtime::cluster_means::{DEFAULT_SEED, cluster_means};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    cohort(dir);
+    let (tiles, means) = (dir.join("tiles"), dir.join("means"));
+    std::fs::create_dir_all(&tiles).unwrap();
+    std::fs::create_dir_all(&means).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    for s in 0..SLIDES {
+        let n = 20 + s;
+        let t = Array2::from_shape_fn((n, 8), |_| rng.random_range(-1.0f32..1.0));
+        let stem = format!("slide{s:02}");
+        if s % 2 == 0 {
+            let coords = Array2::from_shape_fn((n, 2), |(i, j)| (i * 256 * (1 - j)) as i64);
+            let h = tiles.join(format!("{stem}.h5"));
+            let g = rnafm_runtime::h5::TileGeometry::default();
+            rnafm_runtime::h5::write_tile_file(&h, t.view(), coords.view(), &g, &stem).unwrap();
+        } else {
+            write_features(&tiles.join(format!("{stem}.npy")), &t).unwrap();
+        }
+        let m = cluster_means(t, 4, DEFAULT_SEED, Path::new(&stem)).unwrap();
+        write_features(&means.join(format!("{stem}.npy")), &m.means).unwrap();
+    }
+    let cache = dir.join("cache");
+    let run = |features: &str, out: &str, extra: &[&str]| {
+        let o = command_on(dir, out, features)
+            .env("RNAFM_CACHE_DIR", &cache)
+            .args(["--epochs", "6", "--val-every", "3"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    run("means", "from_means", &[]);
+    let splits = dir.join("from_means/splits.json");
+    let splits = splits.to_str().unwrap();
+    run(
+        "tiles",
+        "from_tiles",
+        &["--clusters", "4", "--splits", splits],
+    );
+    let cached = std::fs::read_dir(cache.join("clusters")).unwrap().count();
+    assert_eq!(cached, 2 * SLIDES, "means and tile count per slide");
+    run(
+        "tiles",
+        "from_cache",
+        &["--clusters", "4", "--splits", splits],
+    );
+    for f in 0..2 {
+        let read = |run: &str| {
+            rnafm_runtime::weights::WeightMap::read_safetensors(
+                &dir.join(format!("{run}/fold_{f}/best/ema.safetensors")),
+            )
+            .unwrap()
+        };
+        let a = read("from_means");
+        for other in ["from_tiles", "from_cache"] {
+            let b = read(other);
+            assert_eq!(a.tensors.len(), b.tensors.len());
+            for (name, t) in &a.tensors {
+                assert_eq!(t.data, b.tensors[name].data, "fold {f} {other} {name}");
+            }
+        }
+    }
+    // Without --clusters, tile files of differing row counts are refused with the hint.
+    let o = command_on(dir, "no_k", "tiles")
+        .args(["--epochs", "1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("--clusters K"), "{err}");
 }

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use rnafm_runtime::features::write_features;
+use rnafm_runtime::features::{is_h5_path, write_features};
 use rnafm_runtime::ort_env::{DeviceChoice, SessionFactory, SessionOptions};
 use rnafm_runtime::slide::encoder::TileEncoder;
 use rnafm_runtime::slide::extract::{extract, open_and_plan};
@@ -32,8 +32,13 @@ features are grouped into --clusters clusters with seeded k-means.
 
 Written (atomically): --out (K x D float32 .npy), beside it <stem>_tiles.npz (level-0 tile
 corners `coords`, `features`, `cluster`) and <stem>_thumbnail.png (tissue tinted green, tiles
-outlined red). A tile that cannot be decoded is skipped and counted; a file that cannot be
-read is an error.";
+outlined red). With --out X.h5 the tiles themselves are written in TRIDENT's HDF5 layout
+(`features` N x D float32, `coords` N x 2 int64 level-0 corners with patch_size,
+patch_size_level0, level0_magnification, target_magnification, patch_level and mpp as
+attributes), which TRIDENT/CLAM tooling opens and rnafm-run and rnafm-train cluster
+exactly as the .npy means here (same k-means, same seed); no _tiles.npz then.
+A tile that cannot be decoded is skipped and counted; a file that cannot be read is an
+error.";
 
 /// Tiles are encoded at this resolution and size unless --tile-mpp / --tile say otherwise.
 const DEFAULT_TILE_MPP: f64 = 0.5;
@@ -55,7 +60,7 @@ struct Cli {
     /// Seed of the tile choice and of k-means.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Output .npy of the K x D cluster means.
+    /// Output: .npy of the K x D cluster means, or .h5 of the tiles (TRIDENT layout).
     #[arg(long, default_value = "slide_features.npy")]
     out: PathBuf,
     /// Tiles per encoder call (1 to 4096).
@@ -81,6 +86,31 @@ fn sibling(out: &Path, suffix: &str) -> PathBuf {
         .map_or("slide".into(), |s| s.to_string_lossy().into_owned());
     let stem = stem.strip_suffix("_features").unwrap_or(&stem).to_string();
     out.with_file_name(format!("{stem}{suffix}"))
+}
+
+#[cfg(feature = "hdf5")]
+fn write_h5(
+    out: &Path,
+    ex: &rnafm_runtime::slide::extract::Extraction,
+    tile: u32,
+    tile_mpp: f64,
+) -> anyhow::Result<()> {
+    Ok(rnafm_runtime::slide::outputs::write_tiles_h5(
+        out, ex, tile, tile_mpp,
+    )?)
+}
+
+#[cfg(not(feature = "hdf5"))]
+fn write_h5(
+    out: &Path,
+    _ex: &rnafm_runtime::slide::extract::Extraction,
+    _tile: u32,
+    _tile_mpp: f64,
+) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "{}: this build of rnafm writes no HDF5 (built without the `hdf5` feature)",
+        out.display()
+    )
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -128,20 +158,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     })?;
     bar.finish_and_clear();
 
-    let tiles_path = sibling(&cli.out, "_tiles.npz");
     let thumb_path = sibling(&cli.out, "_thumbnail.png");
-    write_features(&cli.out, &ex.kmeans.centers)?;
-    write_tiles_npz(&tiles_path, &ex)?;
-    write_png(&thumb_path, &ex.review_image(w, h))?;
     let (k, d) = ex.kmeans.centers.dim();
+    let written = if is_h5_path(&cli.out) {
+        write_h5(&cli.out, &ex, opts.tile, opts.tile_mpp)?;
+        format!("{} ({}x{d} tiles)", cli.out.display(), ex.tiles.len())
+    } else {
+        let tiles_path = sibling(&cli.out, "_tiles.npz");
+        write_features(&cli.out, &ex.kmeans.centers)?;
+        write_tiles_npz(&tiles_path, &ex)?;
+        format!("{} ({k}x{d}), {}", cli.out.display(), tiles_path.display())
+    };
+    write_png(&thumb_path, &ex.review_image(w, h))?;
     eprintln!(
-        "{}: {} tiles encoded ({} corrupt skipped, {} low-contrast dropped) -> {} ({k}x{d}), {}, {}",
+        "{}: {} tiles encoded ({} corrupt skipped, {} low-contrast dropped) -> {written}, {}",
         cli.slide.display(),
         ex.tiles.len(),
         ex.corrupt,
         ex.low_contrast,
-        cli.out.display(),
-        tiles_path.display(),
         thumb_path.display()
     );
     if let Some(report) = &cli.report {

@@ -25,9 +25,11 @@ const LONG_ABOUT: &str = "\
 Predict bulk RNA-seq (log2(FPKM-UQ+1) of ~20k genes) for whole-slide images.
 
 Each input is one slide's tile features from the pathology encoder the model was trained with
-(a .npy or .npz float matrix): either K x D cluster means (K and D as the model says, see
-`rnafm-run inspect MODEL`) or N x D tile features, which are first grouped into K clusters
-with seeded k-means++. A folder stands for every .npy/.npz file in it.
+(a .npy or .npz float matrix, or a TRIDENT/CLAM .h5 file with datasets `features` and
+`coords`): either K x D cluster means (K and D as the model says, see `rnafm-run inspect
+MODEL`) or N x D tile features, which are first grouped into K clusters with seeded k-means++
+(seed --seed; rnafm-train clusters tile files the same way with the default seed). A folder
+stands for every .npy/.npz/.h5 file in it.
 
 A whole-slide image (.svs, .tif, .tiff) is also accepted with --encoder ENCODER.onnx: it is
 tiled and encoded as rnafm-features does (tile size and microns per pixel from the model's
@@ -85,7 +87,7 @@ enum Format {
 
 #[derive(Args, Debug)]
 struct RunArgs {
-    /// Slide feature files (.npy/.npz) or folders of them; whole-slide images
+    /// Slide feature files (.npy/.npz/.h5) or folders of them; whole-slide images
     /// (.svs/.tif/.tiff) with --encoder.
     #[arg(value_name = "SLIDE")]
     slides: Vec<PathBuf>,

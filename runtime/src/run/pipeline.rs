@@ -12,9 +12,9 @@ use std::time::Instant;
 use ndarray::{Array2, ArrayView2};
 
 use crate::calibration::CalibrationUse;
+use crate::cluster_means::cluster_means;
 use crate::error::{Error, Result};
 use crate::features::read_features;
-use crate::kmeans::{KMeansOptions, kmeans};
 use crate::run::model::RunModel;
 use crate::run::outputs::{
     SlideOutputs, SlideRecord, to_fpkm, write_genes_tsv, write_pathways_tsv,
@@ -356,22 +356,9 @@ fn slide_clusters(
             ),
         ));
     }
-    if f.nrows() == model.clusters {
-        return Ok(f);
-    }
-    if f.nrows() < model.clusters {
-        return Err(Error::invalid(
-            path,
-            format!(
-                "{} tiles, fewer than the model's {} clusters",
-                f.nrows(),
-                model.clusters
-            ),
-        ));
-    }
-    rec.tiles = Some(f.nrows());
-    let km = kmeans(f.view(), KMeansOptions::new(model.clusters, seed), path)?;
-    Ok(km.centers)
+    let cm = cluster_means(f, model.clusters, seed, path)?;
+    rec.tiles = cm.tiles;
+    Ok(cm.means)
 }
 
 /// z samples → the reported unit.
@@ -389,7 +376,7 @@ fn to_unit(z: ArrayView2<'_, f32>, model: &RunModel, fpkm: bool) -> Array2<f32> 
     out
 }
 
-/// The run's slides: folders expanded into their .npy/.npz files (sorted), then the part
+/// The run's slides: folders expanded into their .npy/.npz/.h5 files (sorted), then the part
 /// `shard` = (i, n) keeps (every n-th from i). Whole-slide images need an encoder
 /// (`images_allowed`). Mistakes in what was asked for are [`Error::Usage`].
 pub fn collect_slides(
@@ -410,13 +397,14 @@ pub fn collect_slides(
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|f| {
                     f.is_file()
-                        && matches!(f.extension().and_then(|x| x.to_str()), Some("npy" | "npz"))
+                        && (matches!(f.extension().and_then(|x| x.to_str()), Some("npy" | "npz"))
+                            || crate::features::is_h5_path(f))
                 })
                 .collect();
             found.sort();
             if found.is_empty() {
                 return Err(Error::Usage(format!(
-                    "{}: folder holds no .npy/.npz files",
+                    "{}: folder holds no .npy/.npz/.h5 files",
                     p.display()
                 )));
             }

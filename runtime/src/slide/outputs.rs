@@ -1,5 +1,6 @@
 //! Files written for a slide: `slide_tiles.npz` with every encoded tile's level-0 corner,
-//! features and cluster, beside the K×D cluster means (written with `features::write_features`).
+//! features and cluster, beside the K×D cluster means (written with `features::write_features`);
+//! or, for `--out X.h5`, the tiles in TRIDENT's HDF5 layout.
 
 use std::path::Path;
 
@@ -9,16 +10,45 @@ use ndarray_npy::NpzWriter;
 use super::extract::Extraction;
 use crate::error::Result;
 
-/// Writes `slide_tiles.npz` atomically: `coords` [N,2] int64 (x, y of each tile's top-left
-/// corner in level-0 pixels), `features` [N,D] float32, `cluster` [N] int64,
-/// `tile_size_level0` and `mpp` (float64 scalars).
-pub fn write_tiles_npz(path: &Path, ex: &Extraction) -> Result<()> {
-    let n = ex.tiles.len();
-    let mut coords = Array2::<i64>::zeros((n, 2));
+fn corners(ex: &Extraction) -> Array2<i64> {
+    let mut coords = Array2::<i64>::zeros((ex.tiles.len(), 2));
     for (i, t) in ex.tiles.iter().enumerate() {
         coords[[i, 0]] = t.x as i64;
         coords[[i, 1]] = t.y as i64;
     }
+    coords
+}
+
+/// Writes the tiles as a TRIDENT-layout `.h5` (see [`crate::h5`]) atomically: `features`
+/// [N,D], `coords` [N,2] level-0 corners, and on `coords` the geometry TRIDENT states
+/// (`patch_size` = the encoder's tile side, `patch_size_level0`, `level0_magnification` and
+/// `target_magnification` as 10 µm / mpp, the usual 40× = 0.25 µm/px) plus `patch_level`
+/// (the level read, as CLAM) and `mpp`.
+#[cfg(feature = "hdf5")]
+pub fn write_tiles_h5(path: &Path, ex: &Extraction, tile: u32, tile_mpp: f64) -> Result<()> {
+    let geometry = crate::h5::TileGeometry {
+        patch_size: Some(f64::from(tile)),
+        patch_size_level0: Some(ex.plan.size0),
+        patch_level: Some(ex.plan.level as i64),
+        level0_magnification: Some(10.0 / ex.plan.mpp),
+        target_magnification: Some(10.0 / tile_mpp),
+        mpp: Some(ex.plan.mpp),
+    };
+    let name = crate::slide_names::output_name(path);
+    crate::h5::write_tile_file(
+        path,
+        ex.features.view(),
+        corners(ex).view(),
+        &geometry,
+        &name,
+    )
+}
+
+/// Writes `slide_tiles.npz` atomically: `coords` [N,2] int64 (x, y of each tile's top-left
+/// corner in level-0 pixels), `features` [N,D] float32, `cluster` [N] int64,
+/// `tile_size_level0` and `mpp` (float64 scalars).
+pub fn write_tiles_npz(path: &Path, ex: &Extraction) -> Result<()> {
+    let coords = corners(ex);
     let cluster: Array1<i64> = ex.kmeans.labels.iter().map(|&c| c as i64).collect();
     crate::atomic::write_atomic(path, |w| {
         let mut z = NpzWriter::new_compressed(w);

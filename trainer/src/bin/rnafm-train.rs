@@ -182,9 +182,15 @@ struct TrainArgs {
     /// Reference CSV: wsi_file_name, patient_id, rna_<GENE> columns of FPKM-UQ.
     #[arg(long)]
     csv: PathBuf,
-    /// Directory of per-slide K×D cluster features (<slide>.npy or .npz).
+    /// Directory of per-slide features (<slide>.npy, .npz or .h5): K×D cluster means, or
+    /// N×D tile features (TRIDENT/CLAM .h5 too) when --clusters is given.
     #[arg(long)]
     features: PathBuf,
+    /// Cluster count K for feature files that hold tiles: a file with K rows is taken as
+    /// cluster means, one with more is clustered with rnafm-run's seeded k-means (seed 0,
+    /// rnafm-run's default), its means cached. Default: every file holds the same K rows.
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=4096))]
+    clusters: Option<usize>,
     /// Pathway file (RNA-FM JSON index, or GMT); one token per pathway.
     #[arg(long)]
     pathways: Option<PathBuf>,
@@ -468,6 +474,7 @@ fn train(a: TrainArgs) -> Result<()> {
     let opts = TrainOptions {
         csv: a.csv,
         features: a.features,
+        clusters: a.clusters,
         pathways: a.pathways,
         genes: a.genes,
         norm,
