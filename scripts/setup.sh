@@ -104,7 +104,10 @@ if [ "$want_tools" = 1 ]; then
   "$root/.venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
     "onnxruntime==$ORT_VERSION"
   # Tests write TRIDENT/CLAM-style tile files with h5py (runtime/tests/h5_features.rs), so
-  # the .h5 reader is checked against files we did not write.
-  "$root/.venv/bin/python" -m pip install --quiet --disable-pip-version-check "h5py==3.16.0"
-  echo "setup.sh: onnx checker, onnxruntime and h5py in .venv" >&2
+  # the .h5 reader is checked against files we did not write; the Snakemake workflow
+  # (workflows/Snakefile) is run end to end by tests/tests/workflow.rs. flatbuffers: the one
+  # dependency of onnxruntime that the packages above do not bring (pip check stays clean).
+  "$root/.venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "h5py==3.16.0" "snakemake==9.27.1" "flatbuffers==25.12.19"
+  echo "setup.sh: onnx checker, onnxruntime, h5py and snakemake in .venv" >&2
 fi

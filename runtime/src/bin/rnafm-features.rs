@@ -54,7 +54,8 @@ struct Cli {
     encoder: PathBuf,
     #[command(flatten)]
     tiles: TileArgs,
-    /// Number of k-means clusters K (the model's cluster count).
+    /// Number of k-means clusters K (the model's cluster count); not used with --out X.h5,
+    /// which keeps the tiles.
     #[arg(long, default_value_t = 100)]
     clusters: usize,
     /// Seed of the tile choice and of k-means.
@@ -118,10 +119,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     check_encoder_path(&cli.encoder)?;
     let tiles = TileOptions::from(cli.tiles.clone());
     let norm = tiles.normalization().map_err(anyhow::Error::msg)?;
+    // An .h5 keeps the tiles; whoever reads it clusters them with its own K.
+    let clusters = if is_h5_path(&cli.out) {
+        0
+    } else {
+        cli.clusters
+    };
     let opts = tiles.extract_options(
         DEFAULT_TILE_MPP,
         DEFAULT_TILE,
-        cli.clusters,
+        clusters,
         cli.seed,
         cli.batch,
     );
@@ -159,15 +166,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     bar.finish_and_clear();
 
     let thumb_path = sibling(&cli.out, "_thumbnail.png");
-    let (k, d) = ex.kmeans.centers.dim();
-    let written = if is_h5_path(&cli.out) {
-        write_h5(&cli.out, &ex, opts.tile, opts.tile_mpp)?;
-        format!("{} ({}x{d} tiles)", cli.out.display(), ex.tiles.len())
-    } else {
-        let tiles_path = sibling(&cli.out, "_tiles.npz");
-        write_features(&cli.out, &ex.kmeans.centers)?;
-        write_tiles_npz(&tiles_path, &ex)?;
-        format!("{} ({k}x{d}), {}", cli.out.display(), tiles_path.display())
+    let d = ex.features.ncols();
+    let written = match &ex.kmeans {
+        None => {
+            write_h5(&cli.out, &ex, opts.tile, opts.tile_mpp)?;
+            format!("{} ({}x{d} tiles)", cli.out.display(), ex.tiles.len())
+        }
+        Some(km) => {
+            let k = km.centers.nrows();
+            let tiles_path = sibling(&cli.out, "_tiles.npz");
+            write_features(&cli.out, &km.centers)?;
+            write_tiles_npz(&tiles_path, &ex)?;
+            format!("{} ({k}x{d}), {}", cli.out.display(), tiles_path.display())
+        }
     };
     write_png(&thumb_path, &ex.review_image(w, h))?;
     eprintln!(
@@ -192,7 +203,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             "encoded_tiles": ex.tiles.len(),
             "corrupt_tiles": ex.corrupt,
             "low_contrast_tiles": ex.low_contrast,
-            "clusters": k, "feature_dim": d,
+            "clusters": ex.kmeans.as_ref().map(|k| k.centers.nrows()), "feature_dim": d,
             "device": encoder.device().as_str(),
             "threads": factory.threads(),
             "seconds": {"tissue": t.tissue_s, "read": t.read_s, "encode": t.encode_s,

@@ -296,7 +296,7 @@ impl SlidePipeline {
             progress.message(&format!("{name} tiles {done}/{total}"))
         })?;
         progress.message(&name);
-        let d = ex.kmeans.centers.ncols();
+        let d = ex.features.ncols();
         if d != self.model.feat_dim {
             return Err(Error::invalid(
                 path,
@@ -312,7 +312,9 @@ impl SlidePipeline {
             ));
         }
         rec.tiles = Some(ex.tiles.len());
-        Ok(ex.kmeans.centers)
+        ex.kmeans
+            .map(|k| k.centers)
+            .ok_or_else(|| Error::Runtime("tiles were not clustered".into()))
     }
 }
 

@@ -31,6 +31,8 @@ pub struct ExtractOptions {
     /// Grey-level standard deviation (0–255) below which a tile is dropped as featureless.
     pub min_contrast: f32,
     pub seed: u64,
+    /// k-means clusters of the tiles; 0: the tiles are not clustered (`rnafm-features
+    /// --out X.h5` keeps the tiles, and whoever reads them clusters them).
     pub clusters: usize,
     /// Tiles per encoder call.
     pub batch: usize,
@@ -77,7 +79,8 @@ pub struct Extraction {
     /// Tiles encoded (row `i` of `features` is tile `i`).
     pub tiles: Vec<TileSpot>,
     pub features: Array2<f32>,
-    pub kmeans: KMeans,
+    /// `None` when [`ExtractOptions::clusters`] is 0.
+    pub kmeans: Option<KMeans>,
     pub corrupt: usize,
     pub low_contrast: usize,
     pub timings: Timings,
@@ -266,18 +269,24 @@ pub fn extract(
     let features = ndarray::concatenate(ndarray::Axis(0), &views)
         .map_err(|e| Error::Runtime(format!("encoder gave rows of different widths: {e}")))?;
     let t0 = Instant::now();
-    let km = kmeans(
-        features.view(),
-        KMeansOptions::new(opts.clusters, opts.seed),
-        &path,
-    )
-    .map_err(|e| match e {
-        Error::Invalid { path, msg } => Error::Invalid {
-            path,
-            msg: format!("{msg}; lower --clusters or --tile, or raise --max-tiles"),
-        },
-        e => e,
-    })?;
+    let km = if opts.clusters == 0 {
+        None
+    } else {
+        Some(
+            kmeans(
+                features.view(),
+                KMeansOptions::new(opts.clusters, opts.seed),
+                &path,
+            )
+            .map_err(|e| match e {
+                Error::Invalid { path, msg } => Error::Invalid {
+                    path,
+                    msg: format!("{msg}; lower --clusters or --tile, or raise --max-tiles"),
+                },
+                e => e,
+            })?,
+        )
+    };
     timings.kmeans_s = t0.elapsed().as_secs_f64();
     Ok(Extraction {
         plan,

@@ -45,11 +45,15 @@ pub fn write_tiles_h5(path: &Path, ex: &Extraction, tile: u32, tile_mpp: f64) ->
 }
 
 /// Writes `slide_tiles.npz` atomically: `coords` [N,2] int64 (x, y of each tile's top-left
-/// corner in level-0 pixels), `features` [N,D] float32, `cluster` [N] int64,
+/// corner in level-0 pixels), `features` [N,D] float32, `cluster` [N] int64 (-1: none),
 /// `tile_size_level0` and `mpp` (float64 scalars).
 pub fn write_tiles_npz(path: &Path, ex: &Extraction) -> Result<()> {
     let coords = corners(ex);
-    let cluster: Array1<i64> = ex.kmeans.labels.iter().map(|&c| c as i64).collect();
+    // -1 for every tile when they were not clustered (--clusters 0)
+    let cluster: Array1<i64> = match &ex.kmeans {
+        Some(km) => km.labels.iter().map(|&c| c as i64).collect(),
+        None => Array1::from_elem(ex.tiles.len(), -1),
+    };
     crate::atomic::write_atomic(path, |w| {
         let mut z = NpzWriter::new_compressed(w);
         let e = std::io::Error::other;

@@ -1,0 +1,170 @@
+//! `workflows/Snakefile` end to end with Snakemake (PyPI, in `.venv`) and the local profile
+//! (2 cores): two copies
+//! of the real Aperio test slide → rnafm-features (.h5) → rnafm-run → the cohort table; a
+//! rerun is a no-op; a lost output is redone alone; features given as files skip the
+//! features step.
+
+mod common;
+#[allow(dead_code)]
+mod slide_support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::SystemTime;
+
+use slide_support::{test_slide, tiny_encoder};
+
+const P: usize = 2;
+const H: usize = 4;
+const K: usize = 3;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn snakemake() -> Option<PathBuf> {
+    let s = root().join(".venv/bin/snakemake");
+    if s.exists() {
+        return Some(s);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "no snakemake in .venv: CI runs scripts/setup.sh --check-tools first"
+    );
+    eprintln!("skipping: no snakemake in .venv (scripts/setup.sh --check-tools)");
+    None
+}
+
+fn mtime(p: &Path) -> SystemTime {
+    std::fs::metadata(p).unwrap().modified().unwrap()
+}
+
+#[test]
+fn snakemake_runs_the_cohort_and_reruns_as_a_no_op() {
+    let Some(slide) = test_slide() else { return };
+    let Some(smk) = snakemake() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let slides = dir.join("slides");
+    std::fs::create_dir_all(&slides).unwrap();
+    for name in ["A.svs", "B.svs"] {
+        std::fs::copy(&slide, slides.join(name)).unwrap();
+    }
+    std::fs::write(dir.join("enc.onnx"), tiny_encoder(H)).unwrap();
+    common::write_toy_model_dir(&dir.join("model"), P, H, K);
+    let bin = Path::new(env!("CARGO_BIN_EXE_rnafm-run")).parent().unwrap();
+    let out = dir.join("out");
+    let config = |input: &str, out: &Path| -> Vec<String> {
+        vec![
+            "--config".into(),
+            input.into(),
+            format!("encoder={}", dir.join("enc.onnx").display()),
+            format!("model={}", dir.join("model").display()),
+            format!("out={}", out.display()),
+            format!("bin={}", bin.display()),
+            "samples=6".into(),
+            "threads=1".into(),
+            "device=cpu".into(),
+            "features_args=--max-tiles 40".into(),
+        ]
+    };
+    let slides_cfg = format!("slides={}", slides.display());
+    let run = |cfg: &[String]| -> Output {
+        let mut c = Command::new(&smk);
+        c.current_dir(dir)
+            .args(["-s", root().join("workflows/Snakefile").to_str().unwrap()])
+            .args([
+                "--profile",
+                root().join("workflows/profiles/local").to_str().unwrap(),
+            ])
+            .args(cfg);
+        if std::env::var_os("ORT_DYLIB_PATH").is_none() {
+            c.env("ORT_DYLIB_PATH", root().join(".ort/libonnxruntime.so"));
+        }
+        let o = c.output().unwrap();
+        assert!(
+            o.status.success(),
+            "snakemake failed:\n{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o
+    };
+    let log = |o: &Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    let jobs = |o: &Output, rule: &str| log(o).matches(&format!("rule {rule}:")).count();
+
+    let first = run(&config(&slides_cfg, &out));
+    assert_eq!(
+        (
+            jobs(&first, "features"),
+            jobs(&first, "run"),
+            jobs(&first, "cohort")
+        ),
+        (2, 2, 1),
+        "{}",
+        log(&first)
+    );
+    let table = std::fs::read_to_string(out.join("cohort.mean.tsv")).unwrap();
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines[0], "gene\tA\tB");
+    assert_eq!(lines.len(), 1 + P * H);
+    // Two copies of one slide, same seed: the same predictions, and they are the run's.
+    let genes = std::fs::read_to_string(out.join("predictions/A/A.genes.tsv")).unwrap();
+    for (row, g) in lines[1..].iter().zip(genes.lines().skip(1)) {
+        let f: Vec<&str> = row.split('\t').collect();
+        let m: Vec<&str> = g.split('\t').collect();
+        assert_eq!((f[0], f[1], f[2]), (m[0], m[1], m[1]));
+    }
+    let tiles = rnafm_runtime::h5::read_tile_file(&out.join("features/A.h5")).unwrap();
+    assert_eq!(tiles.features.ncols(), H);
+    assert!(tiles.coords.is_some() && tiles.features.nrows() <= 40);
+
+    // Rerun: nothing to do, nothing rewritten.
+    let before = mtime(&out.join("cohort.mean.tsv"));
+    let again = run(&config(&slides_cfg, &out));
+    assert!(
+        log(&again).contains("Nothing to be done"),
+        "{}",
+        log(&again)
+    );
+    assert_eq!(mtime(&out.join("cohort.mean.tsv")), before);
+
+    // A lost prediction (and the table made of it) is redone alone: the features and the
+    // other slide stay. (Snakemake does not redo a missing intermediate file while what was
+    // made from it is present and newer.)
+    let a_genes = mtime(&out.join("predictions/A/A.genes.tsv"));
+    std::fs::remove_file(out.join("predictions/B/B.genes.tsv")).unwrap();
+    std::fs::remove_file(out.join("cohort.mean.tsv")).unwrap();
+    let redo = run(&config(&slides_cfg, &out));
+    assert_eq!(
+        (
+            jobs(&redo, "features"),
+            jobs(&redo, "run"),
+            jobs(&redo, "cohort")
+        ),
+        (0, 1, 1),
+        "{}",
+        log(&redo)
+    );
+    assert_eq!(mtime(&out.join("predictions/A/A.genes.tsv")), a_genes);
+    assert_eq!(
+        std::fs::read_to_string(out.join("cohort.mean.tsv")).unwrap(),
+        table
+    );
+
+    // Tile files given directly (here the .h5 just written): no features step, same table.
+    let feats_cfg = format!("features={}", out.join("features").display());
+    let direct = dir.join("direct");
+    let o = run(&config(&feats_cfg, &direct));
+    assert_eq!(jobs(&o, "features"), 0, "{}", log(&o));
+    assert_eq!(
+        std::fs::read_to_string(direct.join("cohort.mean.tsv")).unwrap(),
+        table
+    );
+}
