@@ -405,6 +405,7 @@ fn overflowing_features_fail_their_slide() {
         tiles: TileOptions::default(),
         tile_batch: 32,
         encoder_path: None,
+        maps: None,
     };
     let mut pipeline = SlidePipeline::new(model, None, params, settings);
     let out = dir.path().join("out");

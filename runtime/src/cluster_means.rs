@@ -29,6 +29,9 @@ pub const KMEANS_VERSION: u32 = 1;
 pub struct ClusterMeans {
     pub means: Array2<f32>,
     pub tiles: Option<usize>,
+    /// The cluster of each tile (row i of the file); with K rows, row i is cluster i. Not
+    /// kept in the cache (`None` from there).
+    pub labels: Option<Vec<usize>>,
 }
 
 /// K×D input of `features` read from `path` (named in errors): as given when it has K rows,
@@ -44,6 +47,7 @@ pub fn cluster_means(
         return Ok(ClusterMeans {
             means: features,
             tiles: None,
+            labels: Some((0..n).collect()),
         });
     }
     if n < clusters {
@@ -56,6 +60,7 @@ pub fn cluster_means(
     Ok(ClusterMeans {
         means: km.centers,
         tiles: Some(n),
+        labels: Some(km.labels),
     })
 }
 
@@ -83,7 +88,11 @@ pub fn cluster_means_cached(
         match read_features(&cached) {
             Ok(m) if m.nrows() == clusters => {
                 let tiles = read_tile_count(&cached);
-                return Ok(ClusterMeans { means: m, tiles });
+                return Ok(ClusterMeans {
+                    means: m,
+                    tiles,
+                    labels: None,
+                });
             }
             _ => tracing::debug!("ignoring unreadable cache file {}", cached.display()),
         }

@@ -207,6 +207,120 @@ fn slide_image_to_prediction_in_one_step() {
     assert_ne!(a, b);
 }
 
+/// `--maps` on a whole slide paints the slide's thumbnail; the same tiles as a TRIDENT .h5
+/// from rnafm-features give the same maps (tables and GeoJSON), on the tile grid.
+#[test]
+fn slide_image_maps_match_the_h5_of_its_tiles() {
+    let Some(slide) = test_slide() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let model = write_bundle(root);
+    let enc = root.join("enc.onnx");
+    std::fs::write(&enc, tiny_encoder(H)).unwrap();
+    let (slide_s, model_s, enc_s) = (
+        slide.display().to_string(),
+        model.display().to_string(),
+        enc.display().to_string(),
+    );
+    let maps = [
+        "--samples",
+        "4",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--quiet",
+        "--maps",
+        "--map-top",
+        "1",
+        "--map-draws",
+        "2",
+        "--map-genes",
+        "GENE1",
+    ];
+    let one = root.join("one");
+    let o = run(
+        "rnafm-run",
+        &[
+            &slide_s,
+            "--encoder",
+            &enc_s,
+            "--model",
+            &model_s,
+            "--out",
+            one.to_str().unwrap(),
+        ]
+        .into_iter()
+        .chain(maps)
+        .collect::<Vec<_>>(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let h5 = root.join("feats/cmu_small_region.h5");
+    let o = run(
+        "rnafm-features",
+        &[
+            &slide_s,
+            "--encoder",
+            &enc_s,
+            "--tile",
+            &TILE.to_string(),
+            "--tile-mpp",
+            &MPP.to_string(),
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--out",
+            h5.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let two = root.join("two");
+    let o = run(
+        "rnafm-run",
+        &[
+            h5.to_str().unwrap(),
+            "--model",
+            &model_s,
+            "--out",
+            two.to_str().unwrap(),
+        ]
+        .into_iter()
+        .chain(maps)
+        .collect::<Vec<_>>(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in [
+        "map.tiles.tsv",
+        "map.clusters.tsv",
+        "map.geojson",
+        "genes.tsv",
+    ] {
+        let name = format!("cmu_small_region.{f}");
+        let a = std::fs::read_to_string(one.join(&name)).unwrap();
+        let b = std::fs::read_to_string(two.join(&name)).unwrap();
+        assert_eq!(a, b, "{name}");
+    }
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(one.join("run.json")).unwrap()).unwrap();
+    let tiles = report["slides"][0]["tiles"].as_u64().unwrap() as usize;
+    let rows = std::fs::read_to_string(one.join("cmu_small_region.map.tiles.tsv"))
+        .unwrap()
+        .lines()
+        .count();
+    assert_eq!(rows, 1 + tiles);
+    assert_eq!(report["maps"]["draws"], 2);
+    // On the thumbnail (the size of rnafm-features' review image), and on the grid.
+    let thumb = image::open(root.join("feats/cmu_small_region_thumbnail.png")).unwrap();
+    let on_slide = image::open(one.join("cmu_small_region.map.GENE1.png")).unwrap();
+    assert_eq!(
+        (on_slide.width(), on_slide.height()),
+        (thumb.width(), thumb.height())
+    );
+    let on_grid = image::open(two.join("cmu_small_region.map.GENE1.png")).unwrap();
+    assert_eq!(on_grid.width().max(on_grid.height()), 1024);
+}
+
 #[test]
 fn slide_image_errors() {
     let Some(slide) = test_slide() else { return };

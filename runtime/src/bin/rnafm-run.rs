@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rnafm_runtime::limits::{MAX_SAMPLES, MAX_THREADS};
 use rnafm_runtime::ort_env::{Device, DeviceChoice, SessionFactory, SessionOptions};
+use rnafm_runtime::run::maps::MapSettings;
 use rnafm_runtime::run::model::{Precision, RunModel};
 use rnafm_runtime::run::outputs::{RunReport, SlideRecord};
 use rnafm_runtime::run::pipeline::{Progress, RunSettings, SlidePipeline, collect_slides};
@@ -45,6 +46,20 @@ slide the output folder gets
   <slide>.samples.npy   with --save-samples: every sample [samples x genes], same unit
 and run.json records the model's sha256, seed, device and timings. Same model + seed + inputs
 give the same numbers on CPU whatever --batch and --threads are.
+
+MAPS (--maps, for inputs with tile coordinates: TRIDENT/CLAM .h5, whole-slide images): which
+regions drive a prediction. Each of the K clusters is occluded in turn (its row replaced by
+the mean of the other clusters) and the slide sampled again with the same --map-draws noise
+draws; a cluster's effect on a target is prediction minus prediction without it (mean and
+sd over draws), and every tile of the cluster carries it. Positive = the region raises the
+prediction. Targets: the --map-top pathways with the largest predicted |score| (effect in
+z units) and --map-genes (log2 units). Written beside the tables:
+  <slide>.map.clusters.tsv  target, kind, unit, cluster, tiles, effect, sd, se
+  <slide>.map.tiles.tsv     one row per tile: x, y, size (level-0 px), cluster, effects
+  <slide>.map.geojson       one square per tile with the effects as QuPath measurements
+                            (QuPath: File > Import objects)
+  <slide>.map.<target>.png  the effect painted on the slide thumbnail (whole slides) or the
+                            tile grid: red raises, blue lowers, full colour = largest |effect|
 
 A slide that cannot be read (wrong feature dimension, NaN/Inf, fewer tiles than clusters,
 more than 500,000 tiles or 268,435,456 values, a file shorter or longer than its header says)
@@ -159,6 +174,24 @@ struct RunArgs {
     /// No progress bar.
     #[arg(short, long)]
     quiet: bool,
+    /// Spatial maps for slides whose tiles have coordinates (TRIDENT/CLAM .h5, whole-slide
+    /// images): each cluster's effect on the top pathways and --map-genes, found by
+    /// occluding the cluster (see MAPS below). Costs (K+1) x --map-draws short draws per slide.
+    #[arg(long)]
+    maps: bool,
+    /// Draws per occluded slide for --maps (1 to 1,000).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    map_draws: u32,
+    /// Time points of the --maps sampler (2 = one step from the noise to the network's
+    /// conditional mean).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(2..=1000))]
+    map_steps: u32,
+    /// --maps maps the pathways with the largest predicted |score|, this many (0 to 1,000).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    map_top: u32,
+    /// Genes --maps maps besides (comma-separated symbols of the model's gene list).
+    #[arg(long, value_delimiter = ',', value_name = "GENE,...")]
+    map_genes: Vec<String>,
     /// Report the raw spread of the draws: do not apply the model's interval calibration
     /// (by default the draws are stretched around each gene's median so that intervals
     /// cover at their nominal rate on validation slides; see README).
@@ -311,6 +344,17 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         seed: args.seed,
         batch: args.batch as usize,
     };
+    let maps = args.maps.then(|| MapSettings {
+        draws: args.map_draws as usize,
+        steps: args.map_steps as usize,
+        top_pathways: args.map_top as usize,
+        genes: args.map_genes.clone(),
+    });
+    if let Some(m) = &maps {
+        m.check(&model).map_err(|e| Usage(e.to_string()))?;
+    } else if !args.map_genes.is_empty() {
+        return Err(Usage("--map-genes needs --maps".into()).into());
+    }
     let settings = RunSettings {
         fpkm: args.fpkm,
         save_samples: args.save_samples,
@@ -319,6 +363,7 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         tiles,
         tile_batch: args.tile_batch as usize,
         encoder_path: args.encoder.clone(),
+        maps: maps.clone(),
     };
     let mut pipeline = SlidePipeline::new(model, encoder, params, settings);
     let model = &pipeline.model;
@@ -346,6 +391,7 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         load_seconds,
         load: Some(model.load.clone()),
         total_seconds: 0.0,
+        maps,
         slides: Vec::new(),
     };
     // Finished slides are skipped; that is only right if they were made the same way, or

@@ -17,6 +17,8 @@ pub struct SlideOutputs {
     pub genes: PathBuf,
     pub pathways: PathBuf,
     pub samples: PathBuf,
+    /// `--maps`' per-cluster table (the last map file written but the PNGs).
+    pub map_clusters: PathBuf,
 }
 
 impl SlideOutputs {
@@ -25,12 +27,16 @@ impl SlideOutputs {
             genes: out_dir.join(format!("{slide}.genes.tsv")),
             pathways: out_dir.join(format!("{slide}.pathways.tsv")),
             samples: out_dir.join(format!("{slide}.samples.npy")),
+            map_clusters: out_dir.join(format!("{slide}.map.clusters.tsv")),
         }
     }
 
     /// Whether the outputs a run would write are all there already.
-    pub fn complete(&self, with_samples: bool) -> bool {
-        self.genes.is_file() && self.pathways.is_file() && (!with_samples || self.samples.is_file())
+    pub fn complete(&self, with_samples: bool, with_maps: bool) -> bool {
+        self.genes.is_file()
+            && self.pathways.is_file()
+            && (!with_samples || self.samples.is_file())
+            && (!with_maps || self.map_clusters.is_file())
     }
 }
 
@@ -161,6 +167,9 @@ pub struct RunReport {
     #[serde(default)]
     pub load: Option<crate::run::model::LoadProfile>,
     pub total_seconds: f64,
+    /// `--maps` settings, when maps were made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maps: Option<crate::run::maps::MapSettings>,
     pub slides: Vec<SlideRecord>,
 }
 
@@ -197,7 +206,15 @@ impl RunReport {
             } else {
                 "uncalibrated"
             }
-        )
+        ) + &self.maps.as_ref().map_or(String::new(), |m| {
+            format!(
+                ", maps ({} draws, {} time points, top {} pathways, genes [{}])",
+                m.draws,
+                m.steps,
+                m.top_pathways,
+                m.genes.join(",")
+            )
+        })
     }
 
     pub fn write(&self, path: &Path) -> Result<()> {

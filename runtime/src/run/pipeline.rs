@@ -15,6 +15,8 @@ use crate::calibration::CalibrationUse;
 use crate::cluster_means::cluster_means;
 use crate::error::{Error, Result};
 use crate::features::read_features;
+use crate::run::map_outputs::{MapFiles, TileLayout, write_maps};
+use crate::run::maps::{MapSettings, choose_targets, cluster_effects};
 use crate::run::model::RunModel;
 use crate::run::outputs::{
     SlideOutputs, SlideRecord, to_fpkm, write_genes_tsv, write_pathways_tsv,
@@ -65,6 +67,8 @@ pub struct RunSettings {
     pub tile_batch: usize,
     /// The tile encoder's file, for messages.
     pub encoder_path: Option<PathBuf>,
+    /// `--maps`: occlusion maps of slides whose tiles have coordinates.
+    pub maps: Option<MapSettings>,
 }
 
 /// A loaded model (and tile encoder) with the run's settings, ready for slides.
@@ -122,7 +126,10 @@ impl SlidePipeline {
 
     /// Integration steps (batches × Euler steps) one slide costs.
     pub fn steps_per_slide(&self) -> usize {
-        self.model.graphs.ticks(&self.params)
+        let maps = self.settings.maps.as_ref().map_or(0, |m| {
+            (self.model.clusters + 1) * self.model.graphs.ticks(&m.params(&self.params))
+        });
+        self.model.graphs.ticks(&self.params) + maps
     }
 
     /// Runs every slide into `out`; a slide that fails is recorded (with its one-line error)
@@ -167,7 +174,8 @@ impl SlidePipeline {
         progress.message(&name);
         let outs = SlideOutputs::new(out, &name);
         let mut rec = SlideRecord::new(path, &name);
-        if !self.settings.overwrite && outs.complete(self.settings.save_samples) {
+        let maps = self.settings.maps.is_some();
+        if !self.settings.overwrite && outs.complete(self.settings.save_samples, maps) {
             rec.status = "skipped".into();
             progress.advance(per_slide);
             return rec;
@@ -197,7 +205,7 @@ impl SlidePipeline {
         rec: &mut SlideRecord,
         progress: &dyn Progress,
     ) -> Result<()> {
-        let clusters = if is_slide_image(path) {
+        let (clusters, layout) = if is_slide_image(path) {
             self.image_clusters(path, rec, progress)?
         } else {
             slide_clusters(&self.model, path, self.params.seed, rec)?
@@ -234,7 +242,9 @@ impl SlidePipeline {
                 ),
             ));
         }
-        let written = self.write_outputs(outs, z.view(), values.view());
+        let written = self
+            .write_outputs(outs, z.view(), values.view())
+            .and_then(|_| self.maps(path, outs, clusters.view(), z.view(), layout, progress));
         if written.is_err() {
             // All of a slide's files or none: a failure part-way (a name too long for the file
             // system, a full disk) must not leave some of them.
@@ -243,6 +253,45 @@ impl SlidePipeline {
             }
         }
         written
+    }
+
+    /// `--maps` for one slide (nothing without it); a slide without tile coordinates gets a
+    /// warning and no maps.
+    fn maps(
+        &mut self,
+        path: &Path,
+        outs: &SlideOutputs,
+        clusters: ArrayView2<'_, f32>,
+        z: ArrayView2<'_, f32>,
+        layout: Option<TileLayout>,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        let Some(settings) = self.settings.maps.clone() else {
+            return Ok(());
+        };
+        let per_map = self.model.graphs.ticks(&settings.params(&self.params)) as u64;
+        let Some(layout) = layout else {
+            progress.warn(&format!(
+                "{}: no tile coordinates, so no maps (they need a TRIDENT/CLAM .h5 or a whole-slide image)",
+                path.display()
+            ));
+            progress.advance((clusters.nrows() as u64 + 1) * per_map);
+            return Ok(());
+        };
+        progress.message(&format!("{} maps", output_name(path)));
+        let targets = choose_targets(&self.model, z, &settings);
+        let mut tick = || progress.advance(1);
+        let effects = cluster_effects(
+            &mut self.model,
+            clusters,
+            targets,
+            &settings.params(&self.params),
+            &mut tick,
+        )
+        .map_err(|e| Error::invalid(path, e.to_string()))?;
+        let dir = outs.genes.parent().unwrap_or(Path::new("."));
+        let files = MapFiles::new(dir, &output_name(path), &effects);
+        write_maps(&files, &effects, &layout)
     }
 
     /// The slide's files from its draws `z` (z units) and `values` (the reported unit).
@@ -283,7 +332,7 @@ impl SlidePipeline {
         path: &Path,
         rec: &mut SlideRecord,
         progress: &dyn Progress,
-    ) -> Result<Array2<f32>> {
+    ) -> Result<(Array2<f32>, Option<TileLayout>)> {
         let opts = self.extract_options();
         let Some(encoder) = self.encoder.as_mut() else {
             return Err(Error::invalid(
@@ -312,9 +361,16 @@ impl SlidePipeline {
             ));
         }
         rec.tiles = Some(ex.tiles.len());
-        ex.kmeans
-            .map(|k| k.centers)
-            .ok_or_else(|| Error::Runtime("tiles were not clustered".into()))
+        let km = ex
+            .kmeans
+            .ok_or_else(|| Error::Runtime("tiles were not clustered".into()))?;
+        let layout = TileLayout {
+            corners: ex.tiles.iter().map(|t| (t.x as i64, t.y as i64)).collect(),
+            size0: ex.plan.size0,
+            labels: km.labels,
+            thumbnail: Some((ex.plan.thumbnail, ex.plan.width, ex.plan.height)),
+        };
+        Ok((km.centers, Some(layout)))
     }
 }
 
@@ -340,14 +396,15 @@ impl Progress for Counted<'_> {
     }
 }
 
-/// K×D cluster features of a slide: as given, or k-means of N×D tiles.
+/// K×D cluster features of a slide: as given, or k-means of N×D tiles; with the tiles'
+/// layout when the file has coordinates (TRIDENT/CLAM `.h5`).
 fn slide_clusters(
     model: &RunModel,
     path: &Path,
     seed: u64,
     rec: &mut SlideRecord,
-) -> Result<Array2<f32>> {
-    let f = read_features(path)?;
+) -> Result<(Array2<f32>, Option<TileLayout>)> {
+    let (f, coords) = read_with_coords(path)?;
     if f.ncols() != model.feat_dim {
         return Err(Error::invalid(
             path,
@@ -360,7 +417,42 @@ fn slide_clusters(
     }
     let cm = cluster_means(f, model.clusters, seed, path)?;
     rec.tiles = cm.tiles;
-    Ok(cm.means)
+    let layout = match (coords, cm.labels) {
+        (Some((corners, size0)), Some(labels)) => {
+            let size0 = size0
+                .or_else(|| TileLayout::spacing(&corners))
+                .unwrap_or(1.0);
+            Some(TileLayout {
+                corners,
+                size0,
+                labels,
+                thumbnail: None,
+            })
+        }
+        _ => None,
+    };
+    Ok((cm.means, layout))
+}
+
+/// Tile corners and side (level-0 px, when stated) of a file that has them.
+type Corners = Option<(Vec<(i64, i64)>, Option<f64>)>;
+
+#[cfg(feature = "hdf5")]
+fn read_with_coords(path: &Path) -> Result<(Array2<f32>, Corners)> {
+    if !crate::features::is_h5_path(path) {
+        return Ok((read_features(path)?, None));
+    }
+    let t = crate::h5::read_tile_file(path)?;
+    let corners = t.coords.map(|c| {
+        let v = c.rows().into_iter().map(|r| (r[0], r[1])).collect();
+        (v, t.geometry.patch_size_level0)
+    });
+    Ok((t.features, corners))
+}
+
+#[cfg(not(feature = "hdf5"))]
+fn read_with_coords(path: &Path) -> Result<(Array2<f32>, Corners)> {
+    Ok((read_features(path)?, None))
 }
 
 /// z samples → the reported unit.

@@ -56,6 +56,9 @@ impl Default for ExtractOptions {
 
 /// The slide, its mask and the tiles to encode, before any tile is read.
 pub struct TilePlan {
+    /// Level-0 width and height in pixels.
+    pub width: u32,
+    pub height: u32,
     pub mpp: f64,
     pub mpp_from: &'static str,
     /// Tile size in level-0 pixels.
@@ -154,7 +157,10 @@ pub fn plan(slide: &mut Slide, opts: &ExtractOptions) -> Result<TilePlan> {
     let candidates = found.len();
     let chosen = tiling::choose(found, opts.max_tiles, opts.seed);
     let level = slide.level_for_downsample(opts.tile_mpp / mpp);
+    let (width, height) = slide.dimensions();
     Ok(TilePlan {
+        width,
+        height,
         mpp,
         mpp_from,
         size0,
