@@ -135,6 +135,21 @@ fn h5py_files_predict_exactly_as_npy() {
         assert_eq!(h, n, "{name}: .h5 and .npy predictions differ");
     }
 
+    // rnafm-features turns the tile file into the K×D means rnafm-run would use.
+    let means = root.join("means/trident.npy");
+    let o = Command::new(env!("CARGO_BIN_EXE_rnafm-features"))
+        .arg(slides.join("trident.h5"))
+        .args(["--clusters", "3", "--seed", "0", "--out", means.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let want = rnafm_runtime::cluster_means::cluster_means(npy.clone(), 3, 0, &means).unwrap();
+    assert_eq!(
+        rnafm_runtime::features::read_features(&means).unwrap(),
+        want.means
+    );
+    assert!(root.join("means/trident_tiles.npz").is_file());
+
     // A file h5py wrote without `features` is one line naming the file and what it holds.
     python(
         &py,

@@ -22,6 +22,9 @@ mod tile_args;
 use tile_args::TileArgs;
 const LONG_ABOUT: &str = "\
 Turn a whole-slide image into RNA-FM's input: K x D cluster means of tile features.
+Given a TRIDENT/CLAM .h5 of tile features instead, no encoder is needed: its tiles are
+clustered (as rnafm-run and rnafm-train cluster them) into --out's K x D means, with
+<stem>_tiles.npz beside it.
 
 The slide (tiled pyramidal TIFF or Aperio SVS; JPEG, LZW, deflate or uncompressed tiles) is
 read at --tile-mpp microns per pixel from the nearest pyramid level. Tissue is found with
@@ -47,11 +50,12 @@ const DEFAULT_TILE: u32 = 256;
 #[derive(Parser, Debug)]
 #[command(name = "rnafm-features", allow_negative_numbers = true, version, about = "Whole-slide image -> K x D cluster features for rnafm-run.", long_about = LONG_ABOUT)]
 struct Cli {
-    /// The slide (.svs, .tif, .tiff).
+    /// The slide (.svs, .tif, .tiff), or a TRIDENT/CLAM .h5 of its tile features.
     slide: PathBuf,
-    /// ONNX tile encoder: input N x 3 x H x W float, output N x D.
+    /// ONNX tile encoder: input N x 3 x H x W float, output N x D (needed for slides, not
+    /// for .h5 tile files).
     #[arg(long)]
-    encoder: PathBuf,
+    encoder: Option<PathBuf>,
     #[command(flatten)]
     tiles: TileArgs,
     /// Number of k-means clusters K (the model's cluster count); not used with --out X.h5,
@@ -114,9 +118,77 @@ fn write_h5(
     )
 }
 
+/// A TRIDENT/CLAM tile file → K×D cluster means (.npy) and `_tiles.npz`, as `rnafm-run`
+/// clusters it (same k-means, same seed rule).
+#[cfg(feature = "hdf5")]
+fn tile_file_to_means(cli: &Cli) -> anyhow::Result<()> {
+    use ndarray::{Array0, Array1};
+    if is_h5_path(&cli.out) {
+        anyhow::bail!(
+            "{}: the input holds tiles already; --out takes the .npy of its cluster means",
+            cli.out.display()
+        );
+    }
+    let t = rnafm_runtime::h5::read_tile_file(&cli.slide)?;
+    let n = t.features.nrows();
+    let cm = rnafm_runtime::cluster_means::cluster_means(
+        t.features.clone(),
+        cli.clusters,
+        cli.seed,
+        &cli.slide,
+    )?;
+    write_features(&cli.out, &cm.means)?;
+    let tiles_path = sibling(&cli.out, "_tiles.npz");
+    if let (Some(coords), Some(labels)) = (&t.coords, &cm.labels) {
+        let cluster: Array1<i64> = labels.iter().map(|&c| c as i64).collect();
+        rnafm_runtime::atomic::write_atomic(&tiles_path, |w| {
+            let mut z = ndarray_npy::NpzWriter::new_compressed(w);
+            let e = std::io::Error::other;
+            z.add_array("coords", coords).map_err(e)?;
+            z.add_array("features", &t.features).map_err(e)?;
+            z.add_array("cluster", &cluster).map_err(e)?;
+            if let Some(s) = t.geometry.patch_size_level0 {
+                z.add_array("tile_size_level0", &Array0::from_elem((), s))
+                    .map_err(e)?;
+            }
+            z.finish().map_err(e)?;
+            Ok(())
+        })?;
+    }
+    let (k, d) = cm.means.dim();
+    eprintln!(
+        "{}: {n} tiles -> {} ({k}x{d}){}",
+        cli.slide.display(),
+        cli.out.display(),
+        if t.coords.is_some() {
+            format!(", {}", tiles_path.display())
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}
+
+#[cfg(not(feature = "hdf5"))]
+fn tile_file_to_means(cli: &Cli) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "{}: this build of rnafm reads no HDF5 (built without the `hdf5` feature)",
+        cli.slide.display()
+    )
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     let started = Instant::now();
-    check_encoder_path(&cli.encoder)?;
+    if is_h5_path(&cli.slide) {
+        return tile_file_to_means(&cli);
+    }
+    let encoder_path = cli.encoder.clone().ok_or_else(|| {
+        anyhow::anyhow!(
+            "{}: a whole-slide image needs --encoder ENCODER.onnx",
+            cli.slide.display()
+        )
+    })?;
+    check_encoder_path(&encoder_path)?;
     let tiles = TileOptions::from(cli.tiles.clone());
     let norm = tiles.normalization().map_err(anyhow::Error::msg)?;
     // An .h5 keeps the tiles; whoever reads it clusters them with its own K.
@@ -151,7 +223,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         device: cli.device,
         threads: cli.threads,
     })?;
-    let mut encoder = TileEncoder::load(&cli.encoder, &mut factory, norm)?;
+    let mut encoder = TileEncoder::load(&encoder_path, &mut factory, norm)?;
     tracing::info!("encoder on {}", encoder.device());
 
     let bar = ProgressBar::new(plan.chosen.len() as u64);
