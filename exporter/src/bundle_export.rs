@@ -53,8 +53,9 @@ impl Default for ExportInfo {
     }
 }
 
-/// Per-dimension mean and sd over every cluster row of the `.npy`/`.npz` feature files in
-/// `dir` (the training slides), for rnafm-run's input-shift warning.
+/// Per-dimension mean and sd over every row of the `.npy`/`.npz`/`.h5` feature files in
+/// `dir` (the training slides), for rnafm-run's input-shift warning. Rows are cluster means,
+/// or tiles for tile files (whose spread is wider, so the warning is then more lenient).
 pub fn feature_stats_of_dir(
     dir: &std::path::Path,
 ) -> rnafm_runtime::Result<rnafm_runtime::manifest::FeatureStats> {
@@ -62,7 +63,10 @@ pub fn feature_stats_of_dir(
     let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     let mut files: Vec<std::path::PathBuf> = rd
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("npy" | "npz")))
+        .filter(|p| {
+            matches!(p.extension().and_then(|e| e.to_str()), Some("npy" | "npz"))
+                || rnafm_runtime::features::is_h5_path(p)
+        })
         .collect();
     files.sort();
     let (mut sum, mut sq, mut n) = (Vec::<f64>::new(), Vec::<f64>::new(), 0usize);
@@ -90,7 +94,7 @@ pub fn feature_stats_of_dir(
         n += a.nrows();
     }
     if n == 0 {
-        return Err(Error::invalid(dir, "no .npy/.npz slide features found"));
+        return Err(Error::invalid(dir, "no .npy/.npz/.h5 slide features found"));
     }
     let mean: Vec<f32> = sum.iter().map(|s| (s / n as f64) as f32).collect();
     let sd = sq

@@ -94,6 +94,15 @@ fn build_with(
     mut progress: impl FnMut(&str),
 ) -> Result<Graphs> {
     spec.validate(origin)?;
+    // The graph contract has a background token (its genes are those in no pathway; the
+    // official GO sets always have some). A pathway set that covers every gene trains (the
+    // trainer drops the token) but has no graphs yet: say so instead of a missing tensor.
+    if spec.pathways.background.is_empty() {
+        return Err(Error::invalid(
+            origin,
+            "every gene is in a pathway, so the model has no background token, which the exported graphs need; train with at least one gene outside the pathways (e.g. UNMAPPED)",
+        ));
+    }
     let cfg = &spec.config;
     let condition = condition_graph::build(cfg, w, origin)?;
     progress(CONDITION);

@@ -139,7 +139,14 @@ fn h5py_files_predict_exactly_as_npy() {
     let means = root.join("means/trident.npy");
     let o = Command::new(env!("CARGO_BIN_EXE_rnafm-features"))
         .arg(slides.join("trident.h5"))
-        .args(["--clusters", "3", "--seed", "0", "--out", means.to_str().unwrap()])
+        .args([
+            "--clusters",
+            "3",
+            "--seed",
+            "0",
+            "--out",
+            means.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

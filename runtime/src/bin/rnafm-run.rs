@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rnafm_runtime::limits::{MAX_SAMPLES, MAX_THREADS};
 use rnafm_runtime::ort_env::{Device, DeviceChoice, SessionFactory, SessionOptions};
-use rnafm_runtime::run::maps::MapSettings;
+use rnafm_runtime::run::maps::{MapMethod, MapSettings};
 use rnafm_runtime::run::model::{Precision, RunModel};
 use rnafm_runtime::run::outputs::{RunReport, SlideRecord};
 use rnafm_runtime::run::pipeline::{Progress, RunSettings, SlidePipeline, collect_slides};
@@ -48,11 +48,13 @@ and run.json records the model's sha256, seed, device and timings. Same model + 
 give the same numbers on CPU whatever --batch and --threads are.
 
 MAPS (--maps, for inputs with tile coordinates: TRIDENT/CLAM .h5, whole-slide images): which
-regions drive a prediction. Each of the K clusters is occluded in turn (its row replaced by
-the mean of the other clusters) and the slide sampled again with the same --map-draws noise
-draws; a cluster's effect on a target is prediction minus prediction without it (mean and
-sd over draws), and every tile of the cluster carries it. Positive = the region raises the
-prediction. Targets: the --map-top pathways with the largest predicted |score| (effect in
+regions drive a prediction. With --map-method include (default) every cluster row is set to
+the slide's average cluster and then one cluster at a time gets its own row back; its effect
+on a target is prediction with it minus prediction of the average slide. With occlude, each
+cluster is replaced by the mean of the others; its effect is prediction minus prediction
+without it. Every version is sampled with the same --map-draws noise draws (effect = mean
+over draws, with its sd), and every tile of a cluster carries the cluster's effect.
+Positive = the region raises the prediction. Targets: the --map-top pathways with the largest predicted |score| (effect in
 z units) and --map-genes (log2 units). Written beside the tables:
   <slide>.map.clusters.tsv  target, kind, unit, cluster, tiles, effect, sd, se
   <slide>.map.tiles.tsv     one row per tile: x, y, size (level-0 px), cluster, effects
@@ -189,6 +191,11 @@ struct RunArgs {
     /// --maps maps the pathways with the largest predicted |score|, this many (0 to 1,000).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=1000))]
     map_top: u32,
+    /// How --maps finds a cluster's effect: include (the cluster alone on the slide's
+    /// average; finds regions split over several clusters) or occlude (the slide without
+    /// the cluster).
+    #[arg(long, default_value = "include")]
+    map_method: MapMethod,
     /// Genes --maps maps besides (comma-separated symbols of the model's gene list).
     #[arg(long, value_delimiter = ',', value_name = "GENE,...")]
     map_genes: Vec<String>,
@@ -349,6 +356,7 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         steps: args.map_steps as usize,
         top_pathways: args.map_top as usize,
         genes: args.map_genes.clone(),
+        method: args.map_method,
     });
     if let Some(m) = &maps {
         m.check(&model).map_err(|e| Usage(e.to_string()))?;

@@ -208,7 +208,8 @@ impl RunReport {
             }
         ) + &self.maps.as_ref().map_or(String::new(), |m| {
             format!(
-                ", maps ({} draws, {} time points, top {} pathways, genes [{}])",
+                ", maps ({}, {} draws, {} time points, top {} pathways, genes [{}])",
+                m.method,
                 m.draws,
                 m.steps,
                 m.top_pathways,

@@ -285,6 +285,7 @@ impl SlidePipeline {
             &mut self.model,
             clusters,
             targets,
+            settings.method,
             &settings.params(&self.params),
             &mut tick,
         )
