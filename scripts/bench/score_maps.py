@@ -44,7 +44,7 @@ def main():
         effect[order] = [float(x["DRIVEN"]) for x in r]
         top = np.argsort(-effect, kind="stable")[: truth.sum()]
         with open(f"{maps}/{slide}.pathways.tsv", newline="") as f:
-            ranked = sorted(csv.DictReader(f, delimiter="\t"), key=lambda x: -abs(float(x["mean"])))
+            pathways = list(csv.DictReader(f, delimiter="\t"))
         rows.append({
             "slide": slide,
             "activity": activity.get(slide),
@@ -52,8 +52,7 @@ def main():
             "tiles": len(truth),
             "auroc": auroc(effect, truth),
             "precision_at_region": float(truth[top].mean()),
-            "driven_mapped": any(x["pathway"] == "DRIVEN" for x in ranked[:3]),
-            "driven_score": next(float(x["mean"]) for x in ranked if x["pathway"] == "DRIVEN"),
+            "driven_score": next(float(x["mean"]) for x in pathways if x["pathway"] == "DRIVEN"),
         })
     au = np.array([x["auroc"] for x in rows if x["auroc"] is not None])
     # Did the model learn the driver? r of its predicted DRIVEN score with the true activity.
