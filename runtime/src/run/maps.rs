@@ -10,6 +10,7 @@
 //!   prediction(slide) − prediction(slide without k). It asks what the model loses without
 //!   k, which is little when other clusters carry the same signal (a large region split
 //!   into several clusters), so it misses regions that `include` finds.
+//!
 //! On planted-region cohorts (`scripts/bench-maps`) `include` separated the driving tiles
 //! from the rest with a mean AUROC of 0.89 against `occlude`'s 0.76 on the cohort the
 //! choice was made on; the other cohorts' figures are in the README.
