@@ -313,48 +313,50 @@ mod tests {
             .to_string();
         assert!(e.contains("none.h5") && e.contains("no such file"), "{e}");
 
-        let file = hdf5::File::create(&p).unwrap();
-        file.new_dataset_builder()
-            .with_data(&array![[1i32, 2], [3, 4]])
-            .create("features")
-            .unwrap();
-        drop(file);
-        let e = read_tile_file(&p).unwrap_err().to_string();
+        // One file with the given datasets, and the reader's error for it.
+        let refused = |write: &dyn Fn(&hdf5::File)| -> String {
+            let file = hdf5::File::create(&p).unwrap();
+            write(&file);
+            drop(file);
+            read_tile_file(&p).unwrap_err().to_string()
+        };
+        let put =
+            |f: &hdf5::File,
+             name: &str,
+             a: &dyn Fn(hdf5::DatasetBuilder) -> hdf5::Result<hdf5::Dataset>| {
+                a(f.new_dataset_builder()).unwrap_or_else(|e| panic!("{name}: {e}"));
+            };
+        let e = refused(&|f| {
+            put(f, "features", &|b| {
+                b.with_data(&array![[1i32, 2], [3, 4]]).create("features")
+            })
+        });
         assert!(e.contains("`features` is int32"), "{e}");
-
-        let file = hdf5::File::create(&p).unwrap();
-        file.new_dataset_builder()
-            .with_data(&array![[1f32, 2.0], [3.0, f32::NAN]])
-            .create("features")
-            .unwrap();
-        file.new_dataset_builder()
-            .with_data(&array![[0i64, 0]])
-            .create("coords")
-            .unwrap();
-        drop(file);
-        let e = read_tile_file(&p).unwrap_err().to_string();
+        let e = refused(&|f| {
+            put(f, "features", &|b| {
+                b.with_data(&array![[1f32, 2.0], [3.0, f32::NAN]])
+                    .create("features")
+            });
+            put(f, "coords", &|b| {
+                b.with_data(&array![[0i64, 0]]).create("coords")
+            });
+        });
         assert!(e.contains("row 1, column 1"), "{e}");
-
-        let file = hdf5::File::create(&p).unwrap();
-        file.new_dataset_builder()
-            .with_data(&array![[1f32, 2.0], [3.0, 4.0]])
-            .create("features")
-            .unwrap();
-        file.new_dataset_builder()
-            .with_data(&array![[0i64, 0]])
-            .create("coords")
-            .unwrap();
-        drop(file);
-        let e = read_tile_file(&p).unwrap_err().to_string();
+        let e = refused(&|f| {
+            put(f, "features", &|b| {
+                b.with_data(&array![[1f32, 2.0], [3.0, 4.0]])
+                    .create("features")
+            });
+            put(f, "coords", &|b| {
+                b.with_data(&array![[0i64, 0]]).create("coords")
+            });
+        });
         assert!(e.contains("`coords` has shape [1, 2]"), "{e}");
-
-        let file = hdf5::File::create(&p).unwrap();
-        file.new_dataset_builder()
-            .with_data(&array![1f32, 2.0])
-            .create("feats")
-            .unwrap();
-        drop(file);
-        let e = read_tile_file(&p).unwrap_err().to_string();
+        let e = refused(&|f| {
+            put(f, "feats", &|b| {
+                b.with_data(&array![1f32, 2.0]).create("feats")
+            })
+        });
         assert!(
             e.contains("no dataset `features`") && e.contains("feats"),
             "{e}"

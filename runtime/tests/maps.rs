@@ -8,6 +8,8 @@
 
 mod common;
 
+use common::read_tsv;
+
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,14 +26,6 @@ const SIDE: i64 = 256;
 
 fn planted(col: usize, row: usize) -> bool {
     (5..9).contains(&col) && (2..6).contains(&row)
-}
-
-fn read_tsv(path: &Path) -> Vec<Vec<String>> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| l.split('\t').map(String::from).collect())
-        .collect()
 }
 
 #[test]

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::read_tsv;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -48,14 +50,6 @@ fn setup() -> Setup {
         root,
         model,
     }
-}
-
-fn read_tsv(path: &Path) -> Vec<Vec<String>> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| l.split('\t').map(String::from).collect())
-        .collect()
 }
 
 #[test]

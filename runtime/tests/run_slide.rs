@@ -84,19 +84,62 @@ fn write_bundle(root: &Path) -> PathBuf {
     path
 }
 
+/// rnafm-features with the test bundle's tiling spelled out, on the CPU, into `out`.
+fn features_as_manifest(slide: &str, encoder: &str, out: &Path, extra: &[&str]) -> Output {
+    let (tile, mpp) = (TILE.to_string(), MPP.to_string());
+    let args = [
+        slide,
+        "--encoder",
+        encoder,
+        "--tile",
+        &tile,
+        "--tile-mpp",
+        &mpp,
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    run(
+        "rnafm-features",
+        &args
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// A temporary folder with the test bundle and the tiny encoder, and the test slide's path
+/// (`None` when the slide is missing outside CI).
+struct Setup {
+    tmp: tempfile::TempDir,
+    slide: String,
+    model: String,
+    encoder: String,
+}
+
+impl Setup {
+    fn new() -> Option<Setup> {
+        let slide = test_slide()?;
+        let tmp = tempfile::tempdir().unwrap();
+        let model = write_bundle(tmp.path());
+        let enc = tmp.path().join("enc.onnx");
+        std::fs::write(&enc, tiny_encoder(H)).unwrap();
+        Some(Setup {
+            slide: slide.display().to_string(),
+            model: model.display().to_string(),
+            encoder: enc.display().to_string(),
+            tmp,
+        })
+    }
+}
+
 #[test]
 fn slide_image_to_prediction_in_one_step() {
-    let Some(slide) = test_slide() else { return };
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path();
-    let model = write_bundle(root);
-    let enc = root.join("enc.onnx");
-    std::fs::write(&enc, tiny_encoder(H)).unwrap();
-    let (slide_s, model_s, enc_s) = (
-        slide.display().to_string(),
-        model.display().to_string(),
-        enc.display().to_string(),
-    );
+    let Some(t) = Setup::new() else { return };
+    let (root, slide_s, model_s, enc_s) = (t.tmp.path(), &t.slide, &t.model, &t.encoder);
     let common = ["--samples", "6", "--device", "cpu", "--threads", "1"];
 
     // One step.
@@ -128,26 +171,7 @@ fn slide_image_to_prediction_in_one_step() {
     // Two steps with the manifest's tiling spelled out: the same tiles and the same numbers.
     let feats = root.join("feats/cmu_small_region.npy");
     std::fs::create_dir_all(feats.parent().unwrap()).unwrap();
-    let o = run(
-        "rnafm-features",
-        &[
-            &slide_s,
-            "--encoder",
-            &enc_s,
-            "--clusters",
-            &K.to_string(),
-            "--tile",
-            &TILE.to_string(),
-            "--tile-mpp",
-            &MPP.to_string(),
-            "--device",
-            "cpu",
-            "--threads",
-            "1",
-            "--out",
-            feats.to_str().unwrap(),
-        ],
-    );
+    let o = features_as_manifest(&slide_s, &enc_s, &feats, &["--clusters", &K.to_string()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let tiles_npz = root.join("feats/cmu_small_region_tiles.npz");
     let mut npz = ndarray_npy::NpzReader::new(std::fs::File::open(&tiles_npz).unwrap()).unwrap();
@@ -211,17 +235,8 @@ fn slide_image_to_prediction_in_one_step() {
 /// from rnafm-features give the same maps (tables and GeoJSON), on the tile grid.
 #[test]
 fn slide_image_maps_match_the_h5_of_its_tiles() {
-    let Some(slide) = test_slide() else { return };
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path();
-    let model = write_bundle(root);
-    let enc = root.join("enc.onnx");
-    std::fs::write(&enc, tiny_encoder(H)).unwrap();
-    let (slide_s, model_s, enc_s) = (
-        slide.display().to_string(),
-        model.display().to_string(),
-        enc.display().to_string(),
-    );
+    let Some(t) = Setup::new() else { return };
+    let (root, slide_s, model_s, enc_s) = (t.tmp.path(), &t.slide, &t.model, &t.encoder);
     let maps = [
         "--samples",
         "4",
@@ -256,24 +271,7 @@ fn slide_image_maps_match_the_h5_of_its_tiles() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let h5 = root.join("feats/cmu_small_region.h5");
-    let o = run(
-        "rnafm-features",
-        &[
-            &slide_s,
-            "--encoder",
-            &enc_s,
-            "--tile",
-            &TILE.to_string(),
-            "--tile-mpp",
-            &MPP.to_string(),
-            "--device",
-            "cpu",
-            "--threads",
-            "1",
-            "--out",
-            h5.to_str().unwrap(),
-        ],
-    );
+    let o = features_as_manifest(&slide_s, &enc_s, &h5, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let two = root.join("two");
     let o = run(

@@ -16,6 +16,15 @@ pub fn rnafm_run() -> std::process::Command {
     c
 }
 
+/// A TSV file as rows of fields.
+pub fn read_tsv(path: &std::path::Path) -> Vec<Vec<String>> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| l.split('\t').map(String::from).collect())
+        .collect()
+}
+
 // --- a minimal protobuf writer for the ONNX messages used here ---
 pub fn varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
