@@ -121,6 +121,19 @@ struct Setup {
 }
 
 impl Setup {
+    /// rnafm-run on the slide with the encoder and the bundle, then `args` and `more`.
+    fn run_slide(&self, args: &[&str], more: &[&str]) -> Output {
+        let head = [
+            self.slide.as_str(),
+            "--encoder",
+            &self.encoder,
+            "--model",
+            &self.model,
+        ];
+        let all: Vec<&str> = head.iter().chain(args).chain(more).copied().collect();
+        run("rnafm-run", &all)
+    }
+
     fn new() -> Option<Setup> {
         let slide = test_slide()?;
         let tmp = tempfile::tempdir().unwrap();
@@ -144,22 +157,7 @@ fn slide_image_to_prediction_in_one_step() {
 
     // One step.
     let one = root.join("one");
-    let o = run(
-        "rnafm-run",
-        &[
-            &slide_s,
-            "--encoder",
-            &enc_s,
-            "--model",
-            &model_s,
-            "--out",
-            one.to_str().unwrap(),
-            "--quiet",
-        ]
-        .into_iter()
-        .chain(common)
-        .collect::<Vec<_>>(),
-    );
+    let o = t.run_slide(&["--out", one.to_str().unwrap(), "--quiet"], &common);
     assert!(o.status.success(), "{}", stderr(&o));
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(one.join("run.json")).unwrap()).unwrap();
@@ -171,7 +169,7 @@ fn slide_image_to_prediction_in_one_step() {
     // Two steps with the manifest's tiling spelled out: the same tiles and the same numbers.
     let feats = root.join("feats/cmu_small_region.npy");
     std::fs::create_dir_all(feats.parent().unwrap()).unwrap();
-    let o = features_as_manifest(&slide_s, &enc_s, &feats, &["--clusters", &K.to_string()]);
+    let o = features_as_manifest(slide_s, enc_s, &feats, &["--clusters", &K.to_string()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let tiles_npz = root.join("feats/cmu_small_region_tiles.npz");
     let mut npz = ndarray_npy::NpzReader::new(std::fs::File::open(&tiles_npz).unwrap()).unwrap();
@@ -183,7 +181,7 @@ fn slide_image_to_prediction_in_one_step() {
         &[
             feats.to_str().unwrap(),
             "--model",
-            &model_s,
+            model_s,
             "--out",
             two.to_str().unwrap(),
             "--quiet",
@@ -207,23 +205,15 @@ fn slide_image_to_prediction_in_one_step() {
     }
 
     // The tile size is the manifest's, not rnafm-features' default: 256-px tiles differ.
-    let o = run(
-        "rnafm-run",
+    let o = t.run_slide(
         &[
-            &slide_s,
-            "--encoder",
-            &enc_s,
-            "--model",
-            &model_s,
             "--tile",
             "256",
             "--out",
             root.join("t256").to_str().unwrap(),
             "--quiet",
-        ]
-        .into_iter()
-        .chain(common)
-        .collect::<Vec<_>>(),
+        ],
+        &common,
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let a = std::fs::read_to_string(one.join("cmu_small_region.genes.tsv")).unwrap();
@@ -254,24 +244,10 @@ fn slide_image_maps_match_the_h5_of_its_tiles() {
         "GENE1",
     ];
     let one = root.join("one");
-    let o = run(
-        "rnafm-run",
-        &[
-            &slide_s,
-            "--encoder",
-            &enc_s,
-            "--model",
-            &model_s,
-            "--out",
-            one.to_str().unwrap(),
-        ]
-        .into_iter()
-        .chain(maps)
-        .collect::<Vec<_>>(),
-    );
+    let o = t.run_slide(&["--out", one.to_str().unwrap()], &maps);
     assert!(o.status.success(), "{}", stderr(&o));
     let h5 = root.join("feats/cmu_small_region.h5");
-    let o = features_as_manifest(&slide_s, &enc_s, &h5, &[]);
+    let o = features_as_manifest(slide_s, enc_s, &h5, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let two = root.join("two");
     let o = run(
@@ -279,7 +255,7 @@ fn slide_image_maps_match_the_h5_of_its_tiles() {
         &[
             h5.to_str().unwrap(),
             "--model",
-            &model_s,
+            model_s,
             "--out",
             two.to_str().unwrap(),
         ]
