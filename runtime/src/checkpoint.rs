@@ -15,6 +15,9 @@ pub use crate::training_metrics::METRICS_FILE;
 pub const SPEC_FILE: &str = "model.json";
 pub const RAW_FILE: &str = "model.safetensors";
 pub const EMA_FILE: &str = "ema.safetensors";
+/// A regression-baseline fold's weights (`fold_<k>/`); `rnafm-train --init-slide-encoder`
+/// reads its slide encoder.
+pub const REGRESSION_WEIGHTS_FILE: &str = "regression.safetensors";
 /// Out-of-fold predictions [slides, genes] (log2): a fold's held-out slides in `fold_<k>/`,
 /// and every slide in the reference CSV's row order in the run folder. RNA-FM and the
 /// regression baseline write the same files.

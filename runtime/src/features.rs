@@ -48,7 +48,16 @@ pub fn is_h5_path(path: &Path) -> bool {
 
 #[cfg(feature = "hdf5")]
 fn read_h5_features(path: &Path) -> Result<Array2<f32>> {
-    Ok(crate::h5::read_tile_file(path)?.features)
+    Ok(read_h5_tiles(path)?.features)
+}
+
+/// A TRIDENT/CLAM `.h5` tile file (features, coords, geometry), its features checked as
+/// every feature file's are.
+#[cfg(feature = "hdf5")]
+pub fn read_h5_tiles(path: &Path) -> Result<crate::h5::TileFile> {
+    let t = crate::h5::read_tile_file(path)?;
+    check_features(&t.features, path)?;
+    Ok(t)
 }
 
 #[cfg(not(feature = "hdf5"))]
@@ -241,6 +250,22 @@ mod tests {
         write_features(&p, &a).unwrap();
         let e = err_text(read_features(&p));
         assert!(e.contains("row 0, column 3") && e.contains("inf"), "{e}");
+    }
+
+    /// An `.h5` is checked as every feature file: the first bad value is named.
+    #[cfg(feature = "hdf5")]
+    #[test]
+    fn h5_values_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("n.h5");
+        let mut f = Array2::<f32>::zeros((3, 2));
+        f[[1, 1]] = f32::NAN;
+        let c = Array2::<i64>::zeros((3, 2));
+        let g = crate::h5::TileGeometry::default();
+        crate::h5::write_tile_file(&p, f.view(), c.view(), &g, "n").unwrap();
+        let e = err_text(read_features(&p));
+        assert!(e.contains("n.h5") && e.contains("row 1, column 1"), "{e}");
+        assert!(read_h5_tiles(&p).is_err());
     }
 
     #[test]

@@ -15,7 +15,6 @@ use hdf5::types::{FloatSize, TypeDescriptor};
 use ndarray::{Array2, ArrayView2, Ix2, Ix3};
 
 use crate::error::{Error, Result};
-use crate::features::check_features;
 use crate::limits::{MAX_FEATURE_VALUES, MAX_TILES};
 
 /// The patch geometry of a tile file (whatever of it the file states).
@@ -59,8 +58,9 @@ fn describe(t: &TypeDescriptor) -> String {
 }
 
 /// Reads `features` (and `coords`, if present) of a TRIDENT/CLAM tile file. Features must be
-/// floating point, finite, at most [`MAX_TILES`] rows; coords, when present, one (x, y) row
-/// per feature row.
+/// floating point, at most [`MAX_TILES`] rows; coords, when present, one (x, y) row per
+/// feature row. Their values are checked (non-empty, finite) by
+/// `features::read_h5_tiles`, as every feature file's are; read through that.
 pub fn read_tile_file(path: &Path) -> Result<TileFile> {
     let file = hdf5::File::open(path).map_err(|e| {
         if path.is_file() {
@@ -123,7 +123,6 @@ pub fn read_tile_file(path: &Path) -> Result<TileFile> {
         ds.read::<f32, Ix2>()
             .map_err(|e| h5_err(path, "cannot read `features`", e))?
     };
-    check_features(&features, path)?;
 
     let mut geometry = TileGeometry::default();
     let coords = match file.dataset("coords") {
@@ -332,16 +331,6 @@ mod tests {
             })
         });
         assert!(e.contains("`features` is int32"), "{e}");
-        let e = refused(&|f| {
-            put(f, "features", &|b| {
-                b.with_data(&array![[1f32, 2.0], [3.0, f32::NAN]])
-                    .create("features")
-            });
-            put(f, "coords", &|b| {
-                b.with_data(&array![[0i64, 0]]).create("coords")
-            });
-        });
-        assert!(e.contains("row 1, column 1"), "{e}");
         let e = refused(&|f| {
             put(f, "features", &|b| {
                 b.with_data(&array![[1f32, 2.0], [3.0, 4.0]])

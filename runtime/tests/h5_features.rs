@@ -84,7 +84,7 @@ fn h5py_files_predict_exactly_as_npy() {
     python(&py, WRITE, &[&slides, &npys]);
 
     // The reader itself: values, coords and geometry as written.
-    let t = rnafm_runtime::h5::read_tile_file(&slides.join("trident.h5")).unwrap();
+    let t = rnafm_runtime::features::read_h5_tiles(&slides.join("trident.h5")).unwrap();
     let npy = rnafm_runtime::features::read_features(&npys.join("trident.npy")).unwrap();
     assert_eq!(t.features, npy);
     let coords = t.coords.unwrap();
@@ -94,7 +94,7 @@ fn h5py_files_predict_exactly_as_npy() {
     );
     assert_eq!(t.geometry.patch_size_level0, Some(512.0));
     assert_eq!(t.geometry.target_magnification, Some(20.0));
-    let c = rnafm_runtime::h5::read_tile_file(&slides.join("clam.h5")).unwrap();
+    let c = rnafm_runtime::features::read_h5_tiles(&slides.join("clam.h5")).unwrap();
     assert_eq!(
         c.features,
         rnafm_runtime::features::read_features(&npys.join("clam.npy")).unwrap()

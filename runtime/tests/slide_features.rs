@@ -303,7 +303,7 @@ fn cli_on_aperio_slide_is_deterministic() {
     let h = dir.path().join("c/slide.h5");
     run(&h);
     assert!(!dir.path().join("c/slide_tiles.npz").exists());
-    let t = rnafm_runtime::h5::read_tile_file(&h).unwrap();
+    let t = rnafm_runtime::features::read_h5_tiles(&h).unwrap();
     assert_eq!(t.features, tf);
     assert_eq!(t.coords.as_ref(), Some(&coords));
     assert_eq!(t.geometry.patch_size, Some(128.0));

@@ -121,7 +121,7 @@ fn snakemake_runs_the_cohort_and_reruns_as_a_no_op() {
         let m: Vec<&str> = g.split('\t').collect();
         assert_eq!((f[0], f[1], f[2]), (m[0], m[1], m[1]));
     }
-    let tiles = rnafm_runtime::h5::read_tile_file(&out.join("features/A.h5")).unwrap();
+    let tiles = rnafm_runtime::features::read_h5_tiles(&out.join("features/A.h5")).unwrap();
     assert_eq!(tiles.features.ncols(), H);
     assert!(tiles.coords.is_some() && tiles.features.nrows() <= 40);
 

@@ -39,11 +39,8 @@ use crate::weight_io::{Loader, Saver};
 use rnafm_eval::cv_metrics::finish_run;
 use rnafm_eval::gene_scores::per_gene;
 use rnafm_eval::stats::finite_mean;
-use rnafm_runtime::checkpoint::PRED_FILE;
+use rnafm_runtime::checkpoint::{PRED_FILE, REGRESSION_WEIGHTS_FILE as WEIGHTS_FILE};
 use rnafm_runtime::training_metrics::TrainingMetrics;
-
-/// The best baseline weights of a fold, in its fold folder.
-pub const WEIGHTS_FILE: &str = "regression.safetensors";
 
 /// Slide encoder → Linear(H, 2H) → SiLU → Linear(2H, G): a z-scored profile per slide.
 #[derive(Module, Debug)]

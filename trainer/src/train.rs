@@ -764,7 +764,7 @@ fn warm_start_slide_encoder(w: &mut WeightMap, run: &Path, f: usize, fold: &Path
             ),
         ));
     }
-    let path = theirs.join(crate::regression::WEIGHTS_FILE);
+    let path = theirs.join(rnafm_runtime::checkpoint::REGRESSION_WEIGHTS_FILE);
     let base = WeightMap::read_safetensors(&path)?;
     let mut n = 0;
     for (name, t) in &base.tensors {

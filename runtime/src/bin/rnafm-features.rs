@@ -129,7 +129,7 @@ fn tile_file_to_means(cli: &Cli) -> anyhow::Result<()> {
             cli.out.display()
         );
     }
-    let t = rnafm_runtime::h5::read_tile_file(&cli.slide)?;
+    let t = rnafm_runtime::features::read_h5_tiles(&cli.slide)?;
     let n = t.features.nrows();
     let cm = rnafm_runtime::cluster_means::cluster_means(
         t.features.clone(),

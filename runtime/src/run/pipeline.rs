@@ -443,7 +443,7 @@ fn read_with_coords(path: &Path) -> Result<(Array2<f32>, Corners)> {
     if !crate::features::is_h5_path(path) {
         return Ok((read_features(path)?, None));
     }
-    let t = crate::h5::read_tile_file(path)?;
+    let t = crate::features::read_h5_tiles(path)?;
     let corners = t.coords.map(|c| {
         let v = c.rows().into_iter().map(|r| (r[0], r[1])).collect();
         (v, t.geometry.patch_size_level0)
