@@ -16,6 +16,8 @@ export RNAFM_CACHE_DIR="${RNAFM_CACHE_DIR:-$(mktemp -d)}"
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The runtime without libhdf5 (--no-default-features: .h5 refused in one line) still builds.
+cargo clippy -p rnafm-runtime --no-default-features --all-targets --locked -- -D warnings
 cargo test --workspace --locked
 # The exporter and the evaluation crate carry no training code (burn autodiff, the training
 # kernels, the trainer; for the exporter also plotting): they build for workstations.

@@ -262,7 +262,7 @@ mod tests {
         f[[1, 1]] = f32::NAN;
         let c = Array2::<i64>::zeros((3, 2));
         let g = crate::h5::TileGeometry::default();
-        crate::h5::write_tile_file(&p, f.view(), c.view(), &g, "n").unwrap();
+        crate::h5::write_tile_file(&p, f.view(), c.view(), &g, None, "n").unwrap();
         let e = err_text(read_features(&p));
         assert!(e.contains("n.h5") && e.contains("row 1, column 1"), "{e}");
         assert!(read_h5_tiles(&p).is_err());

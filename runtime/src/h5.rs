@@ -12,7 +12,7 @@
 use std::path::Path;
 
 use hdf5::types::{FloatSize, TypeDescriptor};
-use ndarray::{Array2, ArrayView2, Ix2, Ix3};
+use ndarray::{Array2, Array3, ArrayView2, Ix2, Ix3};
 
 use crate::error::{Error, Result};
 use crate::limits::{MAX_FEATURE_VALUES, MAX_TILES};
@@ -40,7 +40,21 @@ pub struct TileFile {
     pub features: Array2<f32>,
     pub coords: Option<Array2<i64>>,
     pub geometry: TileGeometry,
+    /// The slide's thumbnail, in files rnafm-features wrote (an extra dataset the other tools
+    /// ignore), so that `rnafm-run --maps` paints on the slide as for the image itself.
+    pub thumbnail: Option<SlideThumbnail>,
 }
+
+/// A low-resolution RGB image of the whole slide and the slide's level-0 size in pixels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlideThumbnail {
+    /// [height, width, 3].
+    pub pixels: Array3<u8>,
+    pub width0: u32,
+    pub height0: u32,
+}
+
+const THUMBNAIL: &str = "thumbnail";
 
 fn h5_err(path: &Path, what: &str, e: hdf5::Error) -> Error {
     Error::invalid(path, format!("{what}: {e}"))
@@ -164,6 +178,22 @@ pub fn read_tile_file(path: &Path) -> Result<TileFile> {
         features,
         coords,
         geometry,
+        thumbnail: read_thumbnail(&file),
+    })
+}
+
+/// The `thumbnail` dataset with its level-0 size, when the file has a well-formed one.
+fn read_thumbnail(file: &hdf5::File) -> Option<SlideThumbnail> {
+    let ds = file.dataset(THUMBNAIL).ok()?;
+    let pixels = ds.read::<u8, Ix3>().ok()?;
+    if pixels.dim().2 != 3 {
+        return None;
+    }
+    let size = |k: &str| num_attr(&ds, k).filter(|v| *v >= 1.0).map(|v| v as u32);
+    Some(SlideThumbnail {
+        pixels,
+        width0: size("level0_width")?,
+        height0: size("level0_height")?,
     })
 }
 
@@ -201,12 +231,14 @@ fn read_geometry(coords: &hdf5::Dataset) -> TileGeometry {
 
 /// Writes a tile file in TRIDENT's layout, atomically: `features` [N, D] float32 and
 /// `coords` [N, 2] int64 (chunked, gzip level 4), the geometry as attributes of `coords`,
-/// and `name` (the slide) on both.
+/// and `name` (the slide) on both; plus the slide's thumbnail when given (dataset
+/// `thumbnail`, uint8 [h, w, 3], with `level0_width`/`level0_height`).
 pub fn write_tile_file(
     path: &Path,
     features: ArrayView2<'_, f32>,
     coords: ArrayView2<'_, i64>,
     geometry: &TileGeometry,
+    thumbnail: Option<&SlideThumbnail>,
     slide_name: &str,
 ) -> Result<()> {
     let n = features.nrows();
@@ -265,6 +297,19 @@ pub fn write_tile_file(
                 .and_then(|a| a.write_scalar(&level))
                 .map_err(w)?;
         }
+        if let Some(t) = thumbnail {
+            let ds = file
+                .new_dataset_builder()
+                .with_data(&t.pixels.as_standard_layout())
+                .create(THUMBNAIL)
+                .map_err(w)?;
+            for (key, v) in [("level0_width", t.width0), ("level0_height", t.height0)] {
+                ds.new_attr::<i64>()
+                    .create(key)
+                    .and_then(|a| a.write_scalar(&i64::from(v)))
+                    .map_err(w)?;
+            }
+        }
         file.close().map_err(w)?;
         Ok(())
     })
@@ -288,11 +333,17 @@ mod tests {
             mpp: Some(0.25),
             ..Default::default()
         };
-        write_tile_file(&p, f.view(), c.view(), &g, "slide-1").unwrap();
+        let thumb = SlideThumbnail {
+            pixels: Array3::from_shape_fn((4, 6, 3), |(y, x, c)| (y * 40 + x * 5 + c) as u8),
+            width0: 3000,
+            height0: 2000,
+        };
+        write_tile_file(&p, f.view(), c.view(), &g, Some(&thumb), "slide-1").unwrap();
         let t = read_tile_file(&p).unwrap();
         assert_eq!(t.features, f);
         assert_eq!(t.coords.unwrap(), c);
         assert_eq!(t.geometry, g);
+        assert_eq!(t.thumbnail, Some(thumb));
         // only the file: no temporary left beside it
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }

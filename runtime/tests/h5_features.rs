@@ -2,6 +2,8 @@
 //! gives the same predictions for them as for the same features in `.npy`; and the `.h5`
 //! rnafm writes opens in h5py with TRIDENT's layout.
 
+#![cfg(feature = "hdf5")]
+
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -193,7 +195,7 @@ fn our_h5_opens_in_h5py_with_tridents_layout() {
         target_magnification: Some(20.0),
         mpp: Some(0.25),
     };
-    rnafm_runtime::h5::write_tile_file(&p, f.view(), c.view(), &g, "ours").unwrap();
+    rnafm_runtime::h5::write_tile_file(&p, f.view(), c.view(), &g, None, "ours").unwrap();
     let got = python(
         &py,
         r#"

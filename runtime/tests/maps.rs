@@ -6,6 +6,8 @@
 //! are there and well formed, the GeoJSON validates (Python `geojson`, when `.venv` has it),
 //! and a slide without tile coordinates gets a warning and no maps.
 
+#![cfg(feature = "hdf5")]
+
 mod common;
 
 use common::read_tsv;
@@ -59,7 +61,7 @@ fn maps_find_the_planted_region() {
         patch_size_level0: Some(SIDE as f64),
         ..Default::default()
     };
-    rnafm_runtime::h5::write_tile_file(&slide, f.view(), coords.view(), &geometry, "slide")
+    rnafm_runtime::h5::write_tile_file(&slide, f.view(), coords.view(), &geometry, None, "slide")
         .unwrap();
     // The same features without coordinates.
     rnafm_runtime::npy::write_npy(&root.join("nocoords.npy"), &f).unwrap();

@@ -4,6 +4,8 @@
 //! rerun is a no-op; a lost output is redone alone; features given as files skip the
 //! features step.
 
+#![cfg(feature = "hdf5")]
+
 mod common;
 #[allow(dead_code)]
 mod slide_support;

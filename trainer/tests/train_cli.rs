@@ -721,7 +721,8 @@ fn tile_files_train_the_model_of_their_cluster_means() {
             let coords = Array2::from_shape_fn((n, 2), |(i, j)| (i * 256 * (1 - j)) as i64);
             let h = tiles.join(format!("{stem}.h5"));
             let g = rnafm_runtime::h5::TileGeometry::default();
-            rnafm_runtime::h5::write_tile_file(&h, t.view(), coords.view(), &g, &stem).unwrap();
+            rnafm_runtime::h5::write_tile_file(&h, t.view(), coords.view(), &g, None, &stem)
+                .unwrap();
         } else {
             write_features(&tiles.join(format!("{stem}.npy")), &t).unwrap();
         }

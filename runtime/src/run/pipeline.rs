@@ -405,7 +405,7 @@ fn slide_clusters(
     seed: u64,
     rec: &mut SlideRecord,
 ) -> Result<(Array2<f32>, Option<TileLayout>)> {
-    let (f, coords) = read_with_coords(path)?;
+    let (f, placed) = read_with_placement(path)?;
     if f.ncols() != model.feat_dim {
         return Err(Error::invalid(
             path,
@@ -418,41 +418,47 @@ fn slide_clusters(
     }
     let cm = cluster_means(f, model.clusters, seed, path)?;
     rec.tiles = cm.tiles;
-    let layout = match (coords, cm.labels) {
-        (Some((corners, size0)), Some(labels)) => {
-            let size0 = size0
-                .or_else(|| TileLayout::spacing(&corners))
-                .unwrap_or(1.0);
-            Some(TileLayout {
-                corners,
-                size0,
-                labels,
-                thumbnail: None,
-            })
-        }
-        _ => None,
-    };
+    let layout = placed.zip(cm.labels).map(|(p, labels)| TileLayout {
+        size0: p
+            .size0
+            .or_else(|| TileLayout::spacing(&p.corners))
+            .unwrap_or(1.0),
+        corners: p.corners,
+        labels,
+        thumbnail: p.thumbnail,
+    });
     Ok((cm.means, layout))
 }
 
-/// Tile corners and side (level-0 px, when stated) of a file that has them.
-type Corners = Option<(Vec<(i64, i64)>, Option<f64>)>;
+/// Where a tile file's tiles lie: corners, side (level-0 px, when stated) and the slide's
+/// thumbnail (when the file holds one).
+struct Placement {
+    corners: Vec<(i64, i64)>,
+    size0: Option<f64>,
+    thumbnail: Option<(image::RgbImage, u32, u32)>,
+}
 
 #[cfg(feature = "hdf5")]
-fn read_with_coords(path: &Path) -> Result<(Array2<f32>, Corners)> {
+fn read_with_placement(path: &Path) -> Result<(Array2<f32>, Option<Placement>)> {
     if !crate::features::is_h5_path(path) {
         return Ok((read_features(path)?, None));
     }
     let t = crate::features::read_h5_tiles(path)?;
-    let corners = t.coords.map(|c| {
-        let v = c.rows().into_iter().map(|r| (r[0], r[1])).collect();
-        (v, t.geometry.patch_size_level0)
+    let thumbnail = t.thumbnail.and_then(|th| {
+        let (h, w, _) = th.pixels.dim();
+        let raw = th.pixels.as_standard_layout().iter().copied().collect();
+        image::RgbImage::from_raw(w as u32, h as u32, raw).map(|img| (img, th.width0, th.height0))
     });
-    Ok((t.features, corners))
+    let placed = t.coords.map(|c| Placement {
+        corners: c.rows().into_iter().map(|r| (r[0], r[1])).collect(),
+        size0: t.geometry.patch_size_level0,
+        thumbnail,
+    });
+    Ok((t.features, placed))
 }
 
 #[cfg(not(feature = "hdf5"))]
-fn read_with_coords(path: &Path) -> Result<(Array2<f32>, Corners)> {
+fn read_with_placement(path: &Path) -> Result<(Array2<f32>, Option<Placement>)> {
     Ok((read_features(path)?, None))
 }
 

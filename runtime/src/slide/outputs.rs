@@ -23,7 +23,8 @@ fn corners(ex: &Extraction) -> Array2<i64> {
 /// [N,D], `coords` [N,2] level-0 corners, and on `coords` the geometry TRIDENT states
 /// (`patch_size` = the encoder's tile side, `patch_size_level0`, `level0_magnification` and
 /// `target_magnification` as 10 µm / mpp, the usual 40× = 0.25 µm/px) plus `patch_level`
-/// (the level read, as CLAM) and `mpp`.
+/// (the level read, as CLAM) and `mpp`; and the slide's thumbnail (dataset `thumbnail`,
+/// which `rnafm-run --maps` paints on).
 #[cfg(feature = "hdf5")]
 pub fn write_tiles_h5(path: &Path, ex: &Extraction, tile: u32, tile_mpp: f64) -> Result<()> {
     let geometry = crate::h5::TileGeometry {
@@ -35,11 +36,23 @@ pub fn write_tiles_h5(path: &Path, ex: &Extraction, tile: u32, tile_mpp: f64) ->
         mpp: Some(ex.plan.mpp),
     };
     let name = crate::slide_names::output_name(path);
+    let thumb = &ex.plan.thumbnail;
+    let (w, h) = thumb.dimensions();
+    let thumbnail = crate::h5::SlideThumbnail {
+        pixels: ndarray::Array3::from_shape_vec(
+            (h as usize, w as usize, 3),
+            thumb.as_raw().clone(),
+        )
+        .map_err(|e| crate::error::Error::Runtime(format!("thumbnail: {e}")))?,
+        width0: ex.plan.width,
+        height0: ex.plan.height,
+    };
     crate::h5::write_tile_file(
         path,
         ex.features.view(),
         corners(ex).view(),
         &geometry,
+        Some(&thumbnail),
         &name,
     )
 }
