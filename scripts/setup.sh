@@ -105,10 +105,12 @@ if [ "$want_tools" = 1 ]; then
     "onnxruntime==$ORT_VERSION"
   # Tests write TRIDENT/CLAM-style tile files with h5py (runtime/tests/h5_features.rs), so
   # the .h5 reader is checked against files we did not write; the Snakemake workflow
-  # (workflows/Snakefile) is run end to end by runtime/tests/workflow.rs; geojson validates
+  # (workflows/Snakefile) is run end to end by runtime/tests/workflow.rs, and planned with the
+  # Slurm profile (a dry run: the executor plugin reads the profile); geojson validates
   # the --maps GeoJSON (runtime/tests/maps.rs). flatbuffers: the one
   # dependency of onnxruntime that the packages above do not bring (pip check stays clean).
   "$root/.venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-    "h5py==3.16.0" "snakemake==9.27.1" "flatbuffers==25.12.19" "geojson==3.3.0"
+    "h5py==3.16.0" "snakemake==9.27.1" "snakemake-executor-plugin-slurm==2.8.0" \
+    "flatbuffers==25.12.19" "geojson==3.3.0"
   echo "setup.sh: onnx checker, onnxruntime, h5py and snakemake in .venv" >&2
 fi

@@ -160,6 +160,28 @@ fn snakemake_runs_the_cohort_and_reruns_as_a_no_op() {
         table
     );
 
+    // The Slurm profile, planned without a cluster (a dry run through the executor plugin):
+    // one job per slide and step with the rules' resources.
+    let mut c = Command::new(&smk);
+    c.current_dir(dir)
+        .args(["-s", root().join("workflows/Snakefile").to_str().unwrap()])
+        .args([
+            "--profile",
+            root().join("workflows/profiles/slurm").to_str().unwrap(),
+        ])
+        .arg("-n")
+        .args(config(&slides_cfg, &dir.join("planned")));
+    let plan = c.output().unwrap();
+    let text = log(&plan);
+    assert!(plan.status.success(), "{text}");
+    assert_eq!(jobs(&plan, "features"), 2, "{text}");
+    assert_eq!(jobs(&plan, "run"), 2, "{text}");
+    assert!(
+        text.contains("slurm_partition=cpu") && text.contains("mem_mb=3000"),
+        "{text}"
+    );
+    assert!(!dir.join("planned").exists());
+
     // Tile files given directly (here the .h5 just written): no features step, same table.
     let feats_cfg = format!("features={}", out.join("features").display());
     let direct = dir.join("direct");
