@@ -85,6 +85,30 @@ fn maps_find_the_planted_region() {
     );
     assert!(out.join("nocoords.genes.tsv").is_file());
     assert!(!out.join("nocoords.map.clusters.tsv").exists());
+    // A rerun skips both: the .npy is complete without maps.
+    let again = common::rnafm_run()
+        .arg(&slide)
+        .arg(root.join("nocoords.npy"))
+        .args(["--model", root.join("model").to_str().unwrap()])
+        .args(["--samples", "4", "--steps", "5", "--threads", "1"])
+        .args(["--maps", "--map-top", "2", "--map-genes", "GENE0,GENE5"])
+        .args(["--map-draws", "3", "--map-steps", "3", "--format", "json"])
+        .args(["--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    let status: Vec<&str> = report["slides"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(status, ["skipped", "skipped"]);
 
     // Per tile: GENE0's effect; the planted block comes first.
     let tiles = read_tsv(&out.join("slide.map.tiles.tsv"));

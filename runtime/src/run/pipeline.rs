@@ -174,7 +174,9 @@ impl SlidePipeline {
         progress.message(&name);
         let outs = SlideOutputs::new(out, &name);
         let mut rec = SlideRecord::new(path, &name);
-        let maps = self.settings.maps.is_some();
+        // Only inputs that can have tile coordinates get maps (the others get a warning).
+        let maps = self.settings.maps.is_some()
+            && (is_slide_image(path) || crate::features::is_h5_path(path));
         if !self.settings.overwrite && outs.complete(self.settings.save_samples, maps) {
             rec.status = "skipped".into();
             progress.advance(per_slide);
