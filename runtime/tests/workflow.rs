@@ -182,6 +182,44 @@ fn snakemake_runs_the_cohort_and_reruns_as_a_no_op() {
     );
     assert!(!dir.join("planned").exists());
 
+    // The plain-Slurm array script, run as array tasks 0 and 1 of 2 would be (the variables
+    // sbatch sets): each task predicts its half of the slides, together all of them, over
+    // the model's genes.
+    let array = dir.join("array");
+    for task in ["0", "1"] {
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let o = Command::new(root().join("workflows/slurm-array.sh"))
+            .arg(out.join("features"))
+            .arg(dir.join("model"))
+            .arg(&array)
+            .env("SLURM_ARRAY_TASK_ID", task)
+            .env("SLURM_ARRAY_TASK_COUNT", "2")
+            .env("SLURM_CPUS_PER_TASK", "1")
+            .env("PATH", path)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    for (task, slide) in [("0", "A"), ("1", "B")] {
+        let shard = array.join(format!("shard-{task}"));
+        let genes = std::fs::read_to_string(shard.join(format!("{slide}.genes.tsv"))).unwrap();
+        let other = if slide == "A" { "B" } else { "A" };
+        assert!(!shard.join(format!("{other}.genes.tsv")).exists());
+        let made =
+            std::fs::read_to_string(out.join(format!("predictions/{slide}/{slide}.genes.tsv")));
+        // the workflow ran 6 draws, the array script the default 100: the same genes
+        let names = |t: &str| {
+            t.lines()
+                .map(|l| l.split('\t').next().unwrap().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&genes), names(&made.unwrap()));
+    }
+
     // Tile files given directly (here the .h5 just written): no features step, same table.
     let feats_cfg = format!("features={}", out.join("features").display());
     let direct = dir.join("direct");
