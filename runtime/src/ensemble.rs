@@ -19,6 +19,15 @@ pub struct ToFirst {
 }
 
 impl ToFirst {
+    /// Maps draws [n, G] of this model into model 0's z-scale, in place.
+    pub fn apply(&self, x: &mut Array2<f32>) {
+        for mut row in x.rows_mut() {
+            for ((v, a), b) in row.iter_mut().zip(&self.scale).zip(&self.shift) {
+                *v = *v * a + b;
+            }
+        }
+    }
+
     /// From model k's normalisation to model 0's (same genes): the same log2 value,
     /// `z_k · sd_k + mean_k = z0 · sd_0 + mean_0`.
     pub fn new(own: &Normalization, first: &Normalization) -> Self {
@@ -119,15 +128,47 @@ impl Ensemble {
             }
             let mut x = model.sample_draws(features, genes, params, first, n, tick)?;
             if let Some(m) = map {
-                for mut row in x.rows_mut() {
-                    for ((v, a), b) in row.iter_mut().zip(&m.scale).zip(&m.shift) {
-                        *v = *v * a + b;
-                    }
-                }
+                m.apply(&mut x);
             }
             out.slice_mut(s![first..first + n, ..]).assign(&x);
         }
         Ok(out)
+    }
+
+    /// [`Self::sample`] for several slides at once: their rows share the graph calls
+    /// (`FlowGraphs::sample_draws_many`), each slide's draws the numbers `sample` gives it.
+    pub fn sample_many(
+        &mut self,
+        inputs: &[ArrayView2<'_, f32>],
+        genes: usize,
+        params: &SampleParams,
+        tick: &mut dyn FnMut(),
+    ) -> Result<Vec<Array2<f32>>> {
+        let mut outs = vec![Array2::<f32>::zeros((params.samples, genes)); inputs.len()];
+        let blocks = self.split(params.samples);
+        for (((first, n), model), map) in blocks.into_iter().zip(&mut self.models).zip(&self.maps) {
+            if n == 0 {
+                continue;
+            }
+            let xs = model.sample_draws_many(inputs, genes, params, first, n, tick)?;
+            for (out, mut x) in outs.iter_mut().zip(xs) {
+                if let Some(m) = map {
+                    m.apply(&mut x);
+                }
+                out.slice_mut(s![first..first + n, ..]).assign(&x);
+            }
+        }
+        Ok(outs)
+    }
+
+    /// Batches × Euler steps that [`Self::sample_many`] costs for `slides` slides.
+    pub fn ticks_many(&self, params: &SampleParams, slides: usize) -> usize {
+        let per_batch = params.steps.max(1) - 1;
+        self.split(params.samples)
+            .iter()
+            .filter(|&&(_, n)| n > 0)
+            .map(|&(_, n)| chunks(n * slides, params.batch).len() * per_batch)
+            .sum()
     }
 }
 

@@ -68,26 +68,36 @@ pub struct Modulations {
     pub bg: Array2<f32>,
 }
 
-impl Modulations {
-    /// The rows of a backbone/heads call at time point `i`: `b` conditional rows, then (when
-    /// `guided`) `b` null-condition rows.
-    fn rows(&self, i: usize, b: usize, guided: bool) -> (Array3<f32>, Array3<f32>, Array2<f32>) {
-        let pick = |r: usize| if guided && r >= b { 2 * i + 1 } else { 2 * i };
-        let n = if guided { 2 * b } else { b };
-        let stack3 = |a: &Array3<f32>| {
-            let (_, d1, d2) = a.dim();
-            let mut out = Array3::<f32>::zeros((n, d1, d2));
-            for (r, mut row) in out.outer_iter_mut().enumerate() {
-                row.assign(&a.index_axis(Axis(0), pick(r)));
-            }
-            out
-        };
-        let mut bg = Array2::<f32>::zeros((n, self.bg.ncols()));
-        for (r, mut row) in bg.rows_mut().into_iter().enumerate() {
-            row.assign(&self.bg.row(pick(r)));
+/// The modulation rows of a backbone/heads call at time point `i` for states whose row r
+/// belongs to input `owners[r]` (an index into `mods`): those rows with each input's
+/// conditional modulations, then (when `guided`) the same rows with the null condition's.
+fn gather_rows(
+    mods: &[&Modulations],
+    owners: &[usize],
+    i: usize,
+    guided: bool,
+) -> (Array3<f32>, Array3<f32>, Array2<f32>) {
+    let b = owners.len();
+    let pick = |r: usize| {
+        let m = mods[owners[r % b]];
+        (m, if guided && r >= b { 2 * i + 1 } else { 2 * i })
+    };
+    let n = if guided { 2 * b } else { b };
+    let stack3 = |get: &dyn Fn(&Modulations) -> &Array3<f32>| {
+        let (_, d1, d2) = get(mods[0]).dim();
+        let mut out = Array3::<f32>::zeros((n, d1, d2));
+        for (r, mut row) in out.outer_iter_mut().enumerate() {
+            let (m, k) = pick(r);
+            row.assign(&get(m).index_axis(Axis(0), k));
         }
-        (stack3(&self.block), stack3(&self.head), bg)
+        out
+    };
+    let mut bg = Array2::<f32>::zeros((n, mods[0].bg.ncols()));
+    for (r, mut row) in bg.rows_mut().into_iter().enumerate() {
+        let (m, k) = pick(r);
+        row.assign(&m.bg.row(k));
     }
+    (stack3(&|m| &m.block), stack3(&|m| &m.head), bg)
 }
 
 /// Fewest rows a graph is run on (see the module comment).
@@ -344,12 +354,26 @@ impl FlowGraphs {
         i: usize,
         cfg: f32,
     ) -> Result<Array2<f32>> {
+        self.velocity_rows(x, &[mods], &vec![0; x.nrows()], i, cfg)
+    }
+
+    /// Guided velocity for states `x` [B,G] at time point `i`, row r conditioned on input
+    /// `owners[r]` of `mods`. Rows do not interact: a row's velocity is the same whichever
+    /// rows (of whichever inputs) share the call.
+    fn velocity_rows(
+        &mut self,
+        x: ArrayView2<'_, f32>,
+        mods: &[&Modulations],
+        owners: &[usize],
+        i: usize,
+        cfg: f32,
+    ) -> Result<Array2<f32>> {
         let b = x.nrows();
         let (tokens, bg) = self.embed(x)?;
         // cfg = 1 is the conditional velocity alone; skip the null branch.
         let guided = cfg != 1.0;
         let rows = if guided { 2 * b } else { b };
-        let m = mods.rows(i, b, guided);
+        let m = gather_rows(mods, owners, i, guided);
         let v = if guided {
             let cat = |a: &Array3<f32>| {
                 concatenate(Axis(0), &[a.view(), a.view()])
@@ -399,14 +423,28 @@ impl FlowGraphs {
     /// Euler integration over `grid` with its step modulations `mods`.
     fn integrate_with(
         &mut self,
-        mut state: Array2<f32>,
+        state: Array2<f32>,
         mods: &Modulations,
         grid: &[f32],
         cfg: f32,
         tick: &mut dyn FnMut(),
     ) -> Result<Array2<f32>> {
+        let owners = vec![0; state.nrows()];
+        self.integrate_rows(state, &[mods], &owners, grid, cfg, tick)
+    }
+
+    /// Euler integration over `grid`, row r with the step modulations of `mods[owners[r]]`.
+    fn integrate_rows(
+        &mut self,
+        mut state: Array2<f32>,
+        mods: &[&Modulations],
+        owners: &[usize],
+        grid: &[f32],
+        cfg: f32,
+        tick: &mut dyn FnMut(),
+    ) -> Result<Array2<f32>> {
         for (i, w) in grid.windows(2).enumerate() {
-            let v = self.velocity_at(state.view(), mods, i, cfg)?;
+            let v = self.velocity_rows(state.view(), mods, owners, i, cfg)?;
             state.scaled_add(w[1] - w[0], &v);
             tick();
         }
@@ -460,6 +498,60 @@ impl FlowGraphs {
         }
         debug_assert_eq!(done, count);
         Ok(out)
+    }
+}
+
+impl FlowGraphs {
+    /// Draws `first..first + count` of the noise stream of `params.seed` for each of several
+    /// inputs (cluster features [K,D]), their rows integrated together in batches of
+    /// `params.batch` rows: when each input has fewer draws than a batch holds, one graph
+    /// call serves several slides. Draw j of an input is the number [`Self::sample_draws`]
+    /// gives it, whatever shares its batch. `tick` once per Euler step of each batch.
+    pub fn sample_draws_many(
+        &mut self,
+        inputs: &[ArrayView2<'_, f32>],
+        genes: usize,
+        params: &SampleParams,
+        first: usize,
+        count: usize,
+        tick: &mut dyn FnMut(),
+    ) -> Result<Vec<Array2<f32>>> {
+        if params.steps < 2 {
+            return Err(Error::Runtime(format!(
+                "steps must be at least 2 time points, got {}",
+                params.steps
+            )));
+        }
+        let mut outs = vec![Array2::<f32>::zeros((count, genes)); inputs.len()];
+        if count == 0 || inputs.is_empty() {
+            return Ok(outs);
+        }
+        let grid = time_grid(params.steps);
+        let mods = inputs
+            .iter()
+            .map(|f| {
+                let emb = self.slide_embedding(*f)?;
+                self.grid_modulations(&grid, &emb)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let refs: Vec<&Modulations> = mods.iter().collect();
+        let rows: Vec<(usize, usize)> = (0..inputs.len())
+            .flat_map(|s| (0..count).map(move |j| (s, j)))
+            .collect();
+        for (offset, n) in chunks(rows.len(), params.batch) {
+            let part = &rows[offset..offset + n];
+            let mut z = Array2::<f32>::zeros((n, genes));
+            for (r, &(_, j)) in part.iter().enumerate() {
+                z.row_mut(r)
+                    .assign(&noise(params.seed, first + j, 1, genes).row(0));
+            }
+            let owners: Vec<usize> = part.iter().map(|&(s, _)| s).collect();
+            let x = self.integrate_rows(z, &refs, &owners, &grid, params.cfg, tick)?;
+            for (r, &(s, j)) in part.iter().enumerate() {
+                outs[s].row_mut(j).assign(&x.row(r));
+            }
+        }
+        Ok(outs)
     }
 }
 

@@ -1,7 +1,8 @@
 //! `rnafm-run` on real exported graphs (the official fixture's, with matrix products and
 //! fused attention, unlike the runtime's toy model) writes byte-identical tables and draws
 //! whatever --batch and --threads are: one sample's numbers never depend on which other
-//! samples share its batch or how many threads split the products.
+//! samples (of its slide or, when a batch holds more than a slide's draws, of other slides)
+//! share its batch or how many threads split the products.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -82,6 +83,9 @@ fn real_graphs_give_the_same_bytes_whatever_batch_and_threads() {
     go("a", "7", "2");
     go("b", "1", "1");
     go("c", "3", "2");
+    // batches larger than a slide's draws: slides share them (two, then all three)
+    go("d", "16", "2");
+    go("e", "21", "1");
     for s in 0..3 {
         for file in ["genes.tsv", "pathways.tsv", "samples.npy"] {
             let read = |out: &str| std::fs::read(d.join(out).join(format!("s{s}.{file}"))).unwrap();
@@ -92,6 +96,8 @@ fn real_graphs_give_the_same_bytes_whatever_batch_and_threads() {
                 "s{s}.{file}: batch 7 × 2 threads vs batch 1 × 1 thread"
             );
             assert_eq!(a, read("c"), "s{s}.{file}: batch 7 vs batch 3");
+            assert_eq!(a, read("d"), "s{s}.{file}: alone vs two slides per batch");
+            assert_eq!(a, read("e"), "s{s}.{file}: alone vs three slides per batch");
         }
     }
     // and the draws are not trivially equal: the slides differ

@@ -146,7 +146,8 @@ struct RunArgs {
     threads: usize,
     /// Samples integrated at once (bounds memory; does not change results; 1 to 10,000).
     /// At the paper size, 100 draws peaked at 1.7 GB with 10 and 2.0 GB with 16, and 16
-    /// sampled no faster on 2 CPU threads (scripts/bench-run); a GPU may want more.
+    /// sampled no faster on 2 CPU threads (scripts/bench-run); a GPU may want more. When
+    /// --samples is smaller, the draws of several slides share a batch.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=MAX_SAMPLES as i64))]
     batch: u32,
     /// Output folder (created if needed).

@@ -140,6 +140,9 @@ impl SlidePipeline {
         out: &Path,
         progress: &dyn Progress,
     ) -> Vec<SlideRecord> {
+        if self.group_size() > 1 {
+            return self.run_grouped(slides, out, progress);
+        }
         let mut records = Vec::with_capacity(slides.len());
         let mut seen = HashSet::new();
         for path in slides {
@@ -161,6 +164,14 @@ impl SlidePipeline {
         records
     }
 
+    /// Whether the slide's outputs are all there and may be kept (no `--overwrite`). Only
+    /// inputs that can have tile coordinates get maps (the others get a warning).
+    fn already_done(&self, path: &Path, outs: &SlideOutputs) -> bool {
+        let maps = self.settings.maps.is_some()
+            && (is_slide_image(path) || crate::features::is_h5_path(path));
+        !self.settings.overwrite && outs.complete(self.settings.save_samples, maps)
+    }
+
     /// One slide into `out`: skipped when its outputs exist (unless overwriting), else run;
     /// the record says which, how long it took, and the one-line error if it failed.
     pub fn process_slide(
@@ -174,10 +185,7 @@ impl SlidePipeline {
         progress.message(&name);
         let outs = SlideOutputs::new(out, &name);
         let mut rec = SlideRecord::new(path, &name);
-        // Only inputs that can have tile coordinates get maps (the others get a warning).
-        let maps = self.settings.maps.is_some()
-            && (is_slide_image(path) || crate::features::is_h5_path(path));
-        if !self.settings.overwrite && outs.complete(self.settings.save_samples, maps) {
+        if self.already_done(path, &outs) {
             rec.status = "skipped".into();
             progress.advance(per_slide);
             return rec;
@@ -207,13 +215,30 @@ impl SlidePipeline {
         rec: &mut SlideRecord,
         progress: &dyn Progress,
     ) -> Result<()> {
+        let prepared = self.prepare(path, rec, progress)?;
+        let genes = self.model.genes.len();
+        let mut tick = || progress.advance(1);
+        let z = self
+            .model
+            .graphs
+            .sample(prepared.clusters.view(), genes, &self.params, &mut tick)
+            .map_err(|e| Error::invalid(path, e.to_string()))?;
+        self.finish(path, outs, prepared, z, progress)
+    }
+
+    /// A slide's K×D input (and tile layout), read, clustered and checked for input shift.
+    fn prepare(
+        &mut self,
+        path: &Path,
+        rec: &mut SlideRecord,
+        progress: &dyn Progress,
+    ) -> Result<Prepared> {
         let (clusters, layout) = if is_slide_image(path) {
             self.image_clusters(path, rec, progress)?
         } else {
             slide_clusters(&self.model, path, self.params.seed, rec)?
         };
-        let model = &mut self.model;
-        if let Some((mean, sd)) = &model.feature_stats
+        if let Some((mean, sd)) = &self.model.feature_stats
             && let Some(z) = mean_abs_z(clusters.view(), mean, sd)
         {
             rec.input_shift_mean_abs_z = Some(z);
@@ -224,12 +249,19 @@ impl SlidePipeline {
                 ));
             }
         }
-        let genes = model.genes.len();
-        let mut tick = || progress.advance(1);
-        let mut z = model
-            .graphs
-            .sample(clusters.view(), genes, &self.params, &mut tick)
-            .map_err(|e| Error::invalid(path, e.to_string()))?;
+        Ok(Prepared { clusters, layout })
+    }
+
+    /// A slide's draws `z` → calibrated, in the unit → its files (all or none), then maps.
+    fn finish(
+        &mut self,
+        path: &Path,
+        outs: &SlideOutputs,
+        prepared: Prepared,
+        mut z: Array2<f32>,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        let model = &self.model;
         if let Some(c) = model.calibration.first() {
             c.apply(z.view_mut());
         }
@@ -244,6 +276,7 @@ impl SlidePipeline {
                 ),
             ));
         }
+        let Prepared { clusters, layout } = prepared;
         let written = self
             .write_outputs(outs, z.view(), values.view())
             .and_then(|_| self.maps(path, outs, clusters.view(), z.view(), layout, progress));
@@ -255,6 +288,136 @@ impl SlidePipeline {
             }
         }
         written
+    }
+
+    /// Slides sampled together: with fewer draws per slide than a batch holds, the rows of
+    /// several slides fill one batch (`Ensemble::sample_many`); 1 otherwise.
+    pub fn group_size(&self) -> usize {
+        (self.params.batch / self.params.samples.max(1)).max(1)
+    }
+
+    /// [`Self::run_all`] with the draws of [`Self::group_size`] slides sampled together; every
+    /// slide's numbers are those it gets alone.
+    fn run_grouped(
+        &mut self,
+        slides: &[PathBuf],
+        out: &Path,
+        progress: &dyn Progress,
+    ) -> Vec<SlideRecord> {
+        let per_slide = self.steps_per_slide() as u64;
+        let group = self.group_size();
+        let mut records: Vec<Option<SlideRecord>> = vec![None; slides.len()];
+        let mut seen = HashSet::new();
+        let mut pending: Vec<Pending> = Vec::new();
+        for (idx, path) in slides.iter().enumerate() {
+            let name = output_name(path);
+            let mut rec = SlideRecord::new(path, &name);
+            if !seen.insert(name.clone()) {
+                rec.status = "failed".into();
+                rec.error = Some(format!(
+                    "{}: another input already writes outputs named {name}",
+                    path.display()
+                ));
+                progress.advance(per_slide);
+                progress.slide_done(&rec);
+                records[idx] = Some(rec);
+                continue;
+            }
+            progress.message(&name);
+            let outs = SlideOutputs::new(out, &name);
+            if self.already_done(path, &outs) {
+                rec.status = "skipped".into();
+                progress.advance(per_slide);
+                progress.slide_done(&rec);
+                records[idx] = Some(rec);
+                continue;
+            }
+            let started = Instant::now();
+            match self.prepare(path, &mut rec, progress) {
+                Ok(prepared) => pending.push(Pending {
+                    idx,
+                    path: path.clone(),
+                    outs,
+                    rec,
+                    prepared,
+                    seconds: started.elapsed().as_secs_f64(),
+                }),
+                Err(e) => {
+                    rec.status = "failed".into();
+                    rec.error = Some(e.to_string().replace('\n', " "));
+                    progress.advance(per_slide);
+                    progress.slide_done(&rec);
+                    records[idx] = Some(rec);
+                }
+            }
+            if pending.len() == group {
+                self.finish_group(&mut pending, &mut records, progress);
+            }
+        }
+        self.finish_group(&mut pending, &mut records, progress);
+        records
+            .into_iter()
+            .map(|r| r.expect("every slide is recorded"))
+            .collect()
+    }
+
+    /// Samples the pending slides together, then writes each one's files.
+    fn finish_group(
+        &mut self,
+        pending: &mut Vec<Pending>,
+        records: &mut [Option<SlideRecord>],
+        progress: &dyn Progress,
+    ) {
+        if pending.is_empty() {
+            return;
+        }
+        let per_slide = self.steps_per_slide() as u64;
+        let sampling = self.model.graphs.ticks(&self.params) as u64;
+        let genes = self.model.genes.len();
+        let started = Instant::now();
+        let inputs: Vec<ArrayView2<'_, f32>> =
+            pending.iter().map(|p| p.prepared.clusters.view()).collect();
+        let drawn = self
+            .model
+            .graphs
+            .sample_many(&inputs, genes, &self.params, &mut || {});
+        // The group's sampling time, shared out.
+        let share = started.elapsed().as_secs_f64() / pending.len() as f64;
+        let mut drawn = match drawn {
+            Ok(zs) => zs.into_iter().map(Ok).collect::<Vec<_>>(),
+            Err(e) => pending.iter().map(|_| Err(e.to_string())).collect(),
+        };
+        for (p, z) in pending.drain(..).zip(drawn.drain(..)) {
+            let Pending {
+                idx,
+                path,
+                outs,
+                mut rec,
+                prepared,
+                seconds,
+            } = p;
+            progress.message(&rec.slide);
+            progress.advance(sampling);
+            let done = Cell::new(sampling);
+            let counted = Counted {
+                inner: progress,
+                done: &done,
+            };
+            let t0 = Instant::now();
+            let result = z
+                .map_err(|e| Error::invalid(&path, e))
+                .and_then(|z| self.finish(&path, &outs, prepared, z, &counted));
+            match result {
+                Ok(()) => rec.seconds = Some(seconds + share + t0.elapsed().as_secs_f64()),
+                Err(e) => {
+                    rec.status = "failed".into();
+                    rec.error = Some(e.to_string().replace('\n', " "));
+                    progress.advance(per_slide.saturating_sub(done.get()));
+                }
+            }
+            progress.slide_done(&rec);
+            records[idx] = Some(rec);
+        }
     }
 
     /// `--maps` for one slide (nothing without it); a slide without tile coordinates gets a
@@ -375,6 +538,23 @@ impl SlidePipeline {
         };
         Ok((km.centers, Some(layout)))
     }
+}
+
+/// A slide read and clustered, ready to sample.
+struct Prepared {
+    clusters: Array2<f32>,
+    layout: Option<TileLayout>,
+}
+
+/// A slide of a group waiting for the group's draws.
+struct Pending {
+    idx: usize,
+    path: PathBuf,
+    outs: SlideOutputs,
+    rec: SlideRecord,
+    prepared: Prepared,
+    /// Seconds spent on it so far.
+    seconds: f64,
 }
 
 /// Counts the steps a slide has reported, so a failed slide can complete its share.
