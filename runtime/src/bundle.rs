@@ -287,6 +287,11 @@ impl Bundle {
         Ok(bytes)
     }
 
+    /// The sha256 the manifest gives for a member (checked when the member is read).
+    pub fn member_sha256(&self, name: &str) -> Option<&str> {
+        self.members.get(name).map(|m| m.want.as_str())
+    }
+
     /// Hands a member's pages back to the page cache: ONNX Runtime holds its own copy of a
     /// graph once its session is built, and the mapped pages would otherwise count in this
     /// process's memory until exit (~1 GB at paper size). Reading the member again maps

@@ -14,6 +14,7 @@ pub mod ensemble;
 pub mod error;
 pub mod features;
 pub mod genes;
+pub mod graph_cache;
 #[cfg(feature = "hdf5")]
 pub mod h5;
 pub mod kmeans;

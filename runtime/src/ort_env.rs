@@ -13,6 +13,7 @@ use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 
 use crate::error::{Error, Result};
+use crate::graph_cache::{GraphCache, Mapped};
 
 #[cfg(target_os = "windows")]
 const LIB_NAME: &str = "onnxruntime.dll";
@@ -309,12 +310,63 @@ impl SessionFactory {
         }
     }
 
+    /// A CPU session for the ONNX graph `bytes` that is the bundle member with this sha256
+    /// (already checked), through the [`GraphCache`]: the saved ORT-format graph used in
+    /// place when there is one (its map goes to `mapped`, which must outlive the session),
+    /// else built from `bytes` and saved. Off the CPU, or without a cache, as
+    /// [`SessionFactory::settled_session`]. Returns whether the saved graph was used.
+    pub fn cached_session(
+        &self,
+        bytes: &[u8],
+        name: &str,
+        sha256: &str,
+        cache: Option<&GraphCache>,
+        mapped: &mut Mapped,
+    ) -> Result<(Session, bool)> {
+        let Some(cache) = cache.filter(|_| self.device == Some(Device::Cpu)) else {
+            return self.settled_session(bytes, name).map(|s| (s, false));
+        };
+        if let Some(map) = cache.lookup(sha256) {
+            match self.build_with(&map, name, false, Source::OrtInPlace) {
+                Ok(s) => {
+                    // Building the session read every page, those of weights it packed
+                    // into its own copy too; handing them back keeps them out of this
+                    // process's memory (the weights used in place fault back in, from the
+                    // page cache, when a run reads them).
+                    crate::graph_cache::drop_pages(&map);
+                    mapped.push(map);
+                    return Ok((s, true));
+                }
+                Err(e) => tracing::debug!("{name}: saved graph not usable ({e}); rebuilding it"),
+            }
+        }
+        match cache.save(sha256, |tmp| {
+            self.build_with(bytes, name, false, Source::OnnxSavingTo(tmp))
+        }) {
+            Ok(s) => Ok((s, false)),
+            Err(e) => {
+                tracing::debug!("{name}: graph not saved to the cache ({e})");
+                self.settled_session(bytes, name).map(|s| (s, false))
+            }
+        }
+    }
+
     fn build(&self, bytes: &[u8], name: &str, cuda: bool) -> Result<Session> {
+        self.build_with(bytes, name, cuda, Source::Onnx)
+    }
+
+    fn build_with(&self, bytes: &[u8], name: &str, cuda: bool, source: Source) -> Result<Session> {
         let fail = |e: String| Error::Runtime(format!("{name}: {e}"));
         let env = environment_with(self.threads())?;
+        // A graph saved for reuse is optimised at the extended level: the all level adds
+        // hardware-specific layouts that ONNX Runtime will not promise to load elsewhere.
+        let level = match source {
+            Source::Onnx => GraphOptimizationLevel::Level3,
+            Source::OnnxSavingTo(_) | Source::OrtInPlace => GraphOptimizationLevel::Level2,
+        };
         let mut b = Session::builder(env)
             .map_err(|e| fail(e.to_string()))?
-            .with_optimization_level(GraphOptimizationLevel::Level3)
+            .with_optimization_level(level)
             .map_err(|e| fail(e.to_string()))?
             // Same input → same output, run to run (ORT otherwise may pick kernels by timing).
             .with_deterministic_compute(true)
@@ -343,8 +395,39 @@ impl SessionFactory {
                 .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])
                 .map_err(|e| fail(e.to_string()))?;
         }
+        let entries: &[(&str, &str)] = match source {
+            Source::Onnx => &[],
+            Source::OnnxSavingTo(path) => {
+                b = b
+                    .with_optimized_model_path(path)
+                    .map_err(|e| fail(e.to_string()))?;
+                &[("session.save_model_format", "ORT")]
+            }
+            // The session keeps pointers into `bytes` (weights included) instead of copying
+            // them; `cached_session`'s caller keeps the map alive.
+            Source::OrtInPlace => &[
+                ("session.load_model_format", "ORT"),
+                ("session.use_ort_model_bytes_directly", "1"),
+                ("session.use_ort_model_bytes_for_initializers", "1"),
+            ],
+        };
+        for (key, value) in entries {
+            b = b
+                .with_config_entry(key, value)
+                .map_err(|e| fail(e.to_string()))?;
+        }
         b.commit_from_memory(bytes).map_err(|e| fail(e.to_string()))
     }
+}
+
+/// What a session is built from.
+enum Source<'p> {
+    /// ONNX protobuf, optimised at every load.
+    Onnx,
+    /// ONNX protobuf, the optimised graph saved in ORT format to this path.
+    OnnxSavingTo(&'p Path),
+    /// A saved ORT-format graph, used in place.
+    OrtInPlace,
 }
 
 /// Whether the NVIDIA kernel driver is loaded (a GPU is there, usable or not).

@@ -30,6 +30,9 @@ pub struct FlowGraphs {
     pub heads: Session,
     /// Slide embedding of the null condition, [H].
     pub null_slide_emb: Array1<f32>,
+    /// Saved graphs that sessions above use in place; declared last so that it is dropped
+    /// after them ([`crate::graph_cache`]).
+    pub mapped: crate::graph_cache::Mapped,
 }
 
 /// What to sample.

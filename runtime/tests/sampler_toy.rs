@@ -39,6 +39,7 @@ fn toy_graphs_sized(threads: usize, p: usize, h: usize, mix: Option<&[f32]>) -> 
         } else {
             Array1::from_shape_fn(h, |i| (i as f32 * 0.37).sin())
         },
+        mapped: Default::default(),
     }
 }
 

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::bundle::Bundle;
 use crate::ensemble::{Ensemble, ToFirst};
 use crate::error::{Error, Result};
+use crate::graph_cache::{GraphCache, Mapped};
 use crate::model_spec::ModelSpec;
 use crate::ort_env::{Device, SessionFactory, SessionOptions};
 use crate::pathways::PathwaySet;
@@ -120,6 +121,10 @@ pub struct MemberLoad {
     pub verify_s: f64,
     /// 0 for members that are not graphs.
     pub session_s: f64,
+    /// The session used this graph's saved ORT-format copy in place
+    /// ([`crate::graph_cache`]); false where it was built from ONNX (and saved).
+    #[serde(default)]
+    pub saved_graph: bool,
 }
 
 /// Sessions of every model of a bundle, plus the device and threads they run on.
@@ -143,13 +148,16 @@ fn load_models(
         device: Device::Cpu,
         threads: 1,
     };
+    let cache = GraphCache::default_location();
     for k in 0..count {
         let name = |graph: &str| ensemble_member(k, precision.member(graph));
+        let sha = |graph: &str| bundle.member_sha256(&name(graph)).map(str::to_string);
         let (graphs, device, threads, members) = load_graphs_timed(
             &bundle.path,
             options,
             |graph| bundle.member(&name(graph)),
             |graph| bundle.drop_pages(&name(graph)),
+            cache.as_ref().map(|c| (c, &sha as &MemberSha<'_>)),
         )?;
         let hidden = bundle.manifest.model.config.hidden;
         if graphs.hidden() != hidden {
@@ -175,13 +183,19 @@ fn load_models(
     Ok(loaded)
 }
 
+/// A lane's session: its place in the build order, the session and its timing.
+type BuiltGraph = (usize, ort::session::Session, MemberLoad);
+
+/// A graph's bundle member sha256, which names its saved copy in the [`GraphCache`].
+type MemberSha<'a> = dyn Fn(&str) -> Option<String> + Sync + 'a;
+
 /// Sessions for the five graphs and the null embedding; `member` returns a member's bytes.
 pub fn load_graphs<'a>(
     origin: &Path,
     options: SessionOptions,
     member: impl Fn(&str) -> Result<&'a [u8]> + Sync,
 ) -> Result<(FlowGraphs, Device, usize)> {
-    load_graphs_timed(origin, options, member, |_| {}).map(|(g, d, t, _)| (g, d, t))
+    load_graphs_timed(origin, options, member, |_| {}, None).map(|(g, d, t, _)| (g, d, t))
 }
 
 /// The graphs, largest first (at paper size embed is ~370 MB, heads ~270, modulation ~210,
@@ -198,6 +212,7 @@ fn load_graphs_timed<'a>(
     options: SessionOptions,
     member: impl Fn(&str) -> Result<&'a [u8]> + Sync,
     built: impl Fn(&str) + Sync,
+    cache: Option<(&GraphCache, &MemberSha<'_>)>,
 ) -> Result<(FlowGraphs, Device, usize, Vec<MemberLoad>)> {
     let mut factory = SessionFactory::new(options)?;
     let timed_member = |name: &str| -> Result<(&'a [u8], MemberLoad)> {
@@ -208,6 +223,7 @@ fn load_graphs_timed<'a>(
             bytes: bytes.len(),
             verify_s: t.elapsed().as_secs_f64(),
             session_s: 0.0,
+            saved_graph: false,
         };
         Ok((bytes, load))
     };
@@ -233,18 +249,30 @@ fn load_graphs_timed<'a>(
     let factory = &factory;
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
-    let lane = || -> Result<Vec<(usize, ort::session::Session, MemberLoad)>> {
+    let lane = || -> Result<(Vec<BuiltGraph>, Mapped)> {
         let mut built = Vec::new();
+        let mut mapped = Mapped::default();
         while !failed.load(Ordering::Relaxed) {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(&name) = order.get(i) else {
                 break;
             };
-            let one = (|| {
-                let (bytes, load) = timed_member(name)?;
+            let mut one = || {
+                let (bytes, mut load) = timed_member(name)?;
                 let t = Instant::now();
-                finish(factory.settled_session(bytes, name)?, load, t)
-            })();
+                let keyed = cache.and_then(|(c, sha)| sha(name).map(|s| (c, s)));
+                let session = match keyed {
+                    Some((c, sha)) => {
+                        let (s, saved) =
+                            factory.cached_session(bytes, name, &sha, Some(c), &mut mapped)?;
+                        load.saved_graph = saved;
+                        s
+                    }
+                    None => factory.settled_session(bytes, name)?,
+                };
+                finish(session, load, t)
+            };
+            let one = one();
             match one {
                 Ok((s, load)) => built.push((i, s, load)),
                 Err(e) => {
@@ -253,7 +281,7 @@ fn load_graphs_timed<'a>(
                 }
             }
         }
-        Ok(built)
+        Ok((built, mapped))
     };
     let lanes = factory.threads().clamp(1, order.len());
     let results: Vec<_> = std::thread::scope(|scope| {
@@ -268,8 +296,11 @@ fn load_graphs_timed<'a>(
     });
     let mut sessions: Vec<Option<ort::session::Session>> = order.iter().map(|_| None).collect();
     let mut lane_loads = Vec::new();
+    let mut mapped = Mapped::default();
     for r in results {
-        for (i, s, load) in r? {
+        let (built, lane_mapped) = r?;
+        mapped.extend(lane_mapped);
+        for (i, s, load) in built {
             sessions[i] = Some(s);
             lane_loads.push((i, load));
         }
@@ -315,6 +346,7 @@ fn load_graphs_timed<'a>(
             backbone,
             heads,
             null_slide_emb,
+            mapped,
         },
         device,
         factory.threads(),
@@ -484,7 +516,8 @@ impl RunModel {
                 .map(|v| v.as_slice())
                 .ok_or_else(|| Error::invalid(dir, format!("missing {name}")))
         };
-        let (graphs, device, threads, loads) = load_graphs_timed(dir, options, member, |_| {})?;
+        let (graphs, device, threads, loads) =
+            load_graphs_timed(dir, options, member, |_| {}, None)?;
         let load = LoadProfile {
             open_s,
             threads: threads.min(BY_SIZE.len()),
