@@ -250,8 +250,9 @@ fn load_graphs_timed<'a>(
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let lane = || -> Result<(Vec<BuiltGraph>, Mapped)> {
-        let mut built = Vec::new();
+        // Declared first, dropped last: the sessions in `built` may use its maps.
         let mut mapped = Mapped::default();
+        let mut built = Vec::new();
         while !failed.load(Ordering::Relaxed) {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(&name) = order.get(i) else {
@@ -294,9 +295,10 @@ fn load_graphs_timed<'a>(
         }));
         results
     });
+    // Declared before the sessions, so dropped after them on an early return.
+    let mut mapped = Mapped::default();
     let mut sessions: Vec<Option<ort::session::Session>> = order.iter().map(|_| None).collect();
     let mut lane_loads = Vec::new();
-    let mut mapped = Mapped::default();
     for r in results {
         let (built, lane_mapped) = r?;
         mapped.extend(lane_mapped);
