@@ -29,7 +29,7 @@ use crate::checked_cache::FileIdentity;
 /// The mapped ORT-format files whose bytes sessions use in place; they must outlive those
 /// sessions (a struct that holds both declares this after its sessions: fields drop in
 /// order).
-#[derive(Default, Clone)]
+#[derive(Default)]
 pub struct Mapped(Vec<Arc<memmap2::Mmap>>);
 
 impl Mapped {
@@ -39,15 +39,6 @@ impl Mapped {
 
     pub fn extend(&mut self, other: Mapped) {
         self.0.extend(other.0);
-    }
-
-    /// How many graphs run from mapped files.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 }
 

@@ -313,19 +313,19 @@ impl SessionFactory {
     /// A CPU session for the ONNX graph `bytes` that is the bundle member with this sha256
     /// (already checked), through the [`GraphCache`]: the saved ORT-format graph used in
     /// place when there is one (its map goes to `mapped`, which must outlive the session),
-    /// else built from `bytes` and saved. Off the CPU, or without a cache, as
-    /// [`SessionFactory::settled_session`]. Returns whether the saved graph was used.
+    /// else built from `bytes` and saved. Off the CPU as [`SessionFactory::settled_session`].
+    /// Returns whether the saved graph was used.
     pub fn cached_session(
         &self,
         bytes: &[u8],
         name: &str,
         sha256: &str,
-        cache: Option<&GraphCache>,
+        cache: &GraphCache,
         mapped: &mut Mapped,
     ) -> Result<(Session, bool)> {
-        let Some(cache) = cache.filter(|_| self.device == Some(Device::Cpu)) else {
+        if self.device != Some(Device::Cpu) {
             return self.settled_session(bytes, name).map(|s| (s, false));
-        };
+        }
         if let Some(map) = cache.lookup(sha256) {
             match self.build_with(&map, name, false, Source::OrtInPlace) {
                 Ok(s) => {

@@ -16,22 +16,7 @@ const H: usize = 4;
 const K: usize = 3;
 
 fn venv_python() -> Option<PathBuf> {
-    let py = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    let ok = py.exists()
-        && Command::new(&py)
-            .args(["-c", "import h5py"])
-            .status()
-            .is_ok_and(|s| s.success());
-    if ok {
-        return Some(py);
-    }
-    // Locally a missing h5py only skips the test; CI must have it.
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "no h5py in .venv: CI runs scripts/setup.sh --check-tools first"
-    );
-    eprintln!("skipping: no h5py in .venv (scripts/setup.sh --check-tools)");
-    None
+    common::venv_python_with("h5py")
 }
 
 fn python(py: &Path, script: &str, args: &[&Path]) -> String {

@@ -190,20 +190,9 @@ fn maps_find_the_planted_region() {
 /// Python's `geojson` package says the file is valid GeoJSON (skipped when `.venv` lacks it,
 /// except in CI).
 fn validate_geojson(path: &Path) {
-    let py = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    let has = py.exists()
-        && Command::new(&py)
-            .args(["-c", "import geojson"])
-            .status()
-            .is_ok_and(|s| s.success());
-    if !has {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "no geojson in .venv: CI runs scripts/setup.sh --check-tools first"
-        );
-        eprintln!("skipping GeoJSON validation: no geojson in .venv");
+    let Some(py) = common::venv_python_with("geojson") else {
         return;
-    }
+    };
     let o = Command::new(&py)
         .arg("-c")
         .arg(

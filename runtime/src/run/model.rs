@@ -265,7 +265,7 @@ fn load_graphs_timed<'a>(
                 let session = match keyed {
                     Some((c, sha)) => {
                         let (s, saved) =
-                            factory.cached_session(bytes, name, &sha, Some(c), &mut mapped)?;
+                            factory.cached_session(bytes, name, &sha, c, &mut mapped)?;
                         load.saved_graph = saved;
                         s
                     }

@@ -16,6 +16,26 @@ pub fn rnafm_run() -> std::process::Command {
     c
 }
 
+/// `.venv`'s Python when it can import `module` (scripts/setup.sh --check-tools puts it
+/// there); else None, so a local run skips the check, but CI, which runs setup first, fails.
+pub fn venv_python_with(module: &str) -> Option<std::path::PathBuf> {
+    let py = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    let ok = py.exists()
+        && std::process::Command::new(&py)
+            .args(["-c", &format!("import {module}")])
+            .status()
+            .is_ok_and(|s| s.success());
+    if ok {
+        return Some(py);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "no {module} in .venv: CI runs scripts/setup.sh --check-tools first"
+    );
+    eprintln!("skipping: no {module} in .venv (scripts/setup.sh --check-tools)");
+    None
+}
+
 /// A TSV file as rows of fields.
 pub fn read_tsv(path: &std::path::Path) -> Vec<Vec<String>> {
     std::fs::read_to_string(path)
