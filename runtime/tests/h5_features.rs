@@ -20,7 +20,12 @@ fn venv_python() -> Option<PathBuf> {
 }
 
 fn python(py: &Path, script: &str, args: &[&Path]) -> String {
+    // Without this, h5py's open can fail with "unable to lock file" (EAGAIN): the tests run
+    // in parallel, and a python spawned by one test inherits, while the other test is writing
+    // an .h5, HDF5's file descriptor with its flock, holding the lock after that file is
+    // closed and renamed (seen once in CI). HDF5_USE_FILE_LOCKING is HDF5's own switch.
     let o = Command::new(py)
+        .env("HDF5_USE_FILE_LOCKING", "FALSE")
         .arg("-c")
         .arg(script)
         .args(args)
