@@ -32,6 +32,9 @@ pub struct RidgeOptions {
     pub slides: PathBuf,
     /// Predictions [slides, genes] of log2(FPKM-UQ+1), in the order of `slides`.
     pub out: PathBuf,
+    /// Only the per-feature mean over clusters (what an anchored RNA-FM's anchor uses),
+    /// not mean, sd and max.
+    pub means_only: bool,
 }
 
 /// What `run_ridge` did.
@@ -85,6 +88,13 @@ fn standardize(x: &Array2<f64>, mean: &Array1<f64>, sd: &Array1<f64>) -> Array2<
 impl Ridge {
     /// Fits `y` [n, G] on `x` [n, p], choosing each gene's λ by exact leave-one-out error.
     pub fn fit(x: &Array2<f64>, y: &Array2<f64>) -> Ridge {
+        Self::fit_with_loo(x, y).0
+    }
+
+    /// [`Ridge::fit`], also returning each training row's leave-one-out residual [n, G] at
+    /// its gene's chosen λ: y_i minus the prediction of the ridge fitted without row i (an
+    /// honest out-of-sample residual, what a model trained on the residuals should learn).
+    pub fn fit_with_loo(x: &Array2<f64>, y: &Array2<f64>) -> (Ridge, Array2<f64>) {
         let n = x.nrows();
         let x_mean = x.mean_axis(Axis(0)).expect("n ≥ 1");
         let x_sd = x
@@ -101,6 +111,7 @@ impl Ridge {
         let scale = e.iter().sum::<f64>() / n as f64;
         let genes = y.ncols();
         let mut best = vec![(f64::INFINITY, 0.0f64); genes];
+        let mut loo_resid = Array2::<f64>::zeros((n, genes));
         // From the largest penalty down, keeping the first of equal errors: where the data
         // cannot tell (pure noise, K ≈ c·I), the gene stays near its mean.
         for dec in LAMBDA_DECADES.rev() {
@@ -115,12 +126,15 @@ impl Ridge {
                 row *= *s;
             }
             let fitted = u.dot(&sq);
+            let resid =
+                |i: usize, g: usize| (yc[[i, g]] - fitted[[i, g]]) / (1.0 - h_diag[i]).max(1e-9);
             for (g, b) in best.iter_mut().enumerate() {
-                let loo: f64 = (0..n)
-                    .map(|i| ((yc[[i, g]] - fitted[[i, g]]) / (1.0 - h_diag[i]).max(1e-9)).powi(2))
-                    .sum();
+                let loo: f64 = (0..n).map(|i| resid(i, g).powi(2)).sum();
                 if loo < b.0 {
                     *b = (loo, rel);
+                    for i in 0..n {
+                        loo_resid[[i, g]] = resid(i, g);
+                    }
                 }
             }
         }
@@ -132,14 +146,22 @@ impl Ridge {
                 scaled[[c, g]] = q[[c, g]] / (e[c] + lambda);
             }
         }
-        Ridge {
+        let ridge = Ridge {
             x_mean,
             x_sd,
             x_train: xs,
             y_mean,
             alpha: u.dot(&scaled),
             relative_lambda: best.iter().map(|b| b.1).collect(),
-        }
+        };
+        (ridge, loo_resid)
+    }
+
+    /// The fit in primal form: (center [p], weight [p, G], bias [G]) with
+    /// `predict(x) = (x − center) · weight + bias`.
+    pub fn primal(&self) -> (Array1<f64>, Array2<f64>, Array1<f64>) {
+        let w = self.x_train.t().dot(&self.alpha) / self.x_sd.view().insert_axis(Axis(1));
+        (self.x_mean.clone(), w, self.y_mean.clone())
     }
 
     /// Predictions [m, G] for summaries `x` [m, p].
@@ -149,7 +171,7 @@ impl Ridge {
     }
 }
 
-fn summaries_of(dir: &Path, slides: &[String]) -> Result<Array2<f64>> {
+fn summaries_of(dir: &Path, slides: &[String], means_only: bool) -> Result<Array2<f64>> {
     let mut rows: Vec<Vec<f64>> = Vec::with_capacity(slides.len());
     for s in slides {
         let path = feature_file(dir, s).ok_or_else(|| {
@@ -159,7 +181,10 @@ fn summaries_of(dir: &Path, slides: &[String]) -> Result<Array2<f64>> {
             )
         })?;
         let f = features::read_features(&path)?;
-        let v = summarize(&f);
+        let mut v = summarize(&f);
+        if means_only {
+            v.truncate(f.ncols());
+        }
         if let Some(first) = rows.first()
             && first.len() != v.len()
         {
@@ -168,7 +193,7 @@ fn summaries_of(dir: &Path, slides: &[String]) -> Result<Array2<f64>> {
                 format!(
                     "{} feature columns, the first slide has {}",
                     f.ncols(),
-                    first.len() / 3
+                    first.len() / if means_only { 1 } else { 3 }
                 ),
             ));
         }
@@ -186,7 +211,7 @@ pub fn run_ridge(a: &RidgeOptions) -> Result<RidgeSummary> {
         return Err(Error::invalid(&a.train, "needs at least 3 training slides"));
     }
     let y = cohort.aligned(&genes)?.mapv(f64::from);
-    let x = summaries_of(&a.features, &cohort.slides)?;
+    let x = summaries_of(&a.features, &cohort.slides, a.means_only)?;
     let text = std::fs::read_to_string(&a.slides).map_err(|e| Error::io(&a.slides, e))?;
     let names: Vec<String> = text
         .lines()
@@ -197,14 +222,15 @@ pub fn run_ridge(a: &RidgeOptions) -> Result<RidgeSummary> {
     if names.is_empty() {
         return Err(Error::invalid(&a.slides, "lists no slides"));
     }
-    let xn = summaries_of(&a.features, &names)?;
+    let xn = summaries_of(&a.features, &names, a.means_only)?;
+    let per = if a.means_only { 1 } else { 3 };
     if xn.ncols() != x.ncols() {
         return Err(Error::invalid(
             &a.slides,
             format!(
                 "its slides have {} feature columns, the training slides {}",
-                xn.ncols() / 3,
-                x.ncols() / 3
+                xn.ncols() / per,
+                x.ncols() / per
             ),
         ));
     }
@@ -277,5 +303,50 @@ mod tests {
         let truth = y.slice(ndarray::s![n.., ..]);
         let r = crate::stats::pearson(&pred.column(0).to_vec(), &truth.column(0).to_vec());
         assert!(r > 0.9, "r {r}");
+    }
+
+    /// The leave-one-out residuals are those of refitting without the row (at the chosen λ,
+    /// which the refit does not re-choose: a fixed-λ identity), and the primal form predicts
+    /// as the kernel form does.
+    #[test]
+    fn loo_residuals_and_primal_form_agree_with_refits() {
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let (n, p) = (30, 8);
+        let x = randn(&mut rng, n, p);
+        let y = x.dot(&randn(&mut rng, p, 3)) + randn(&mut rng, n, 3);
+        let (model, loo) = Ridge::fit_with_loo(&x, &y);
+        let (center, w, bias) = model.primal();
+        let xn = randn(&mut rng, 5, p);
+        let primal = (&xn - &center.view().insert_axis(Axis(0))).dot(&w) + &bias;
+        let diff = (&primal - &model.predict(&xn)).mapv(f64::abs);
+        assert!(diff.iter().all(|&d| d < 1e-9), "{diff:?}");
+        // Row 0 left out, with gene g's λ and the standardisation of all rows (as the
+        // closed form has it): a direct solve of the ridge on the other rows.
+        let xs = standardize(&x, &model.x_mean, &model.x_sd);
+        let k = xs.dot(&xs.t());
+        let scale = k.diag().sum() / n as f64;
+        for g in 0..3 {
+            let lambda = model.relative_lambda[g] * scale;
+            let rows: Vec<usize> = (1..n).collect();
+            let xr = xs.select(Axis(0), &rows);
+            // The closed form centres y once, on all rows.
+            let yall = y.column(g).mean().unwrap();
+            let ycall = y.column(g).select(Axis(0), &rows) - yall;
+            let kr = xr.dot(&xr.t()) + Array2::<f64>::eye(n - 1) * lambda;
+            let a = DMatrix::from_fn(n - 1, n - 1, |i, j| kr[[i, j]])
+                .lu()
+                .solve(&nalgebra::DVector::from_iterator(
+                    n - 1,
+                    ycall.iter().copied(),
+                ))
+                .unwrap();
+            let pred0: f64 = (0..n - 1).map(|i| xs.row(0).dot(&xr.row(i)) * a[i]).sum();
+            let want = (y[[0, g]] - yall) - pred0;
+            assert!(
+                (loo[[0, g]] - want).abs() < 1e-8,
+                "gene {g}: {} vs {want}",
+                loo[[0, g]]
+            );
+        }
     }
 }

@@ -20,6 +20,7 @@ use rnafm_runtime::sampler::{SampleParams, noise};
 use rnafm_runtime::training_metrics::TrainingMetrics;
 
 use crate::graphs::{Graphs, NULL_SLIDE_EMB, npy_bytes};
+use rnafm_runtime::anchor::{ANCHOR_FILE, Anchor, AnchorKind};
 
 pub const SELF_TEST_FEATURES: &str = "self_test/features.npy";
 pub const SELF_TEST_EXPECTED: &str = "self_test/expected.npy";
@@ -37,6 +38,8 @@ pub struct ExportInfo {
     pub calibration: Option<Vec<rnafm_runtime::calibration::Calibration>>,
     /// Skip the self-test (no ONNX Runtime at export).
     pub self_test: bool,
+    /// An anchored model's mean anchors, one per model (`anchor.rs`); empty otherwise.
+    pub anchors: Vec<Anchor>,
 }
 
 impl Default for ExportInfo {
@@ -49,6 +52,7 @@ impl Default for ExportInfo {
             feature_stats: None,
             calibration: None,
             self_test: true,
+            anchors: Vec::new(),
         }
     }
 }
@@ -136,6 +140,7 @@ const SELF_TEST: SampleParams = SampleParams {
 fn self_test_run(
     models: &[Graphs],
     maps: Vec<Option<ToFirst>>,
+    anchors: &[Anchor],
     features: &Array2<f32>,
     genes: usize,
     origin: &Path,
@@ -160,7 +165,24 @@ fn self_test_run(
         })?;
         flows.push(flow);
     }
-    Ensemble::new(flows, maps).sample(features.view(), genes, &SELF_TEST, &mut || {})
+    let mut ensemble = Ensemble::new(flows, maps);
+    if !anchors.is_empty() {
+        ensemble = ensemble.with_anchors(anchors.to_vec());
+    }
+    ensemble.sample(features.view(), genes, &SELF_TEST, &mut || {})
+}
+
+/// The bundle's default sampling: the paper's (20 time points, guidance 2), except that an
+/// anchored model samples without guidance (1): its flow models what the anchor leaves, and
+/// guidance only amplifies the conditional part's noise there (README, "Accuracy at a
+/// realistic scale": the ridge-residual trial).
+fn sampling_defaults(anchored: bool) -> SamplingDefaults {
+    let d = SamplingDefaults::default();
+    if anchored {
+        SamplingDefaults { cfg: 1.0, ..d }
+    } else {
+        d
+    }
 }
 
 /// A one-model bundle.
@@ -192,6 +214,16 @@ pub fn bundle_ensemble(
             ),
         ));
     }
+    if !info.anchors.is_empty() && info.anchors.len() != models.len() {
+        return Err(rnafm_runtime::Error::invalid(
+            origin,
+            format!(
+                "{} models but {} mean anchors; an anchored bundle needs one per model",
+                models.len(),
+                info.anchors.len()
+            ),
+        ));
+    }
     let cfg = &spec.config;
     let manifest = Manifest {
         schema_version: SCHEMA_VERSION,
@@ -203,7 +235,7 @@ pub fn bundle_ensemble(
             microns_per_pixel: info.microns_per_pixel,
             tile_size: info.tile_size,
         },
-        sampling: SamplingDefaults::default(),
+        sampling: sampling_defaults(!info.anchors.is_empty()),
         feature_stats: info.feature_stats.clone(),
         cv_r: info
             .metrics
@@ -225,6 +257,7 @@ pub fn bundle_ensemble(
         members: BTreeMap::new(),
         self_test: None,
         ensemble: others,
+        anchor: (!info.anchors.is_empty()).then_some(AnchorKind::RidgeClusterMean),
     };
     let mut w = BundleWriter::new(manifest);
     for (k, g) in models.iter().enumerate() {
@@ -235,12 +268,15 @@ pub fn bundle_ensemble(
             &ensemble_member(k, NULL_SLIDE_EMB),
             npy_bytes(&[1, g.null_slide_emb.len()], &g.null_slide_emb),
         )?;
+        if let Some(a) = info.anchors.get(k) {
+            w.add(&ensemble_member(k, ANCHOR_FILE), a.to_bytes())?;
+        }
     }
     if info.self_test {
         // Fixed pseudo-random slide features (noise stream of seed 0).
         let features = noise(0, 0, cfg.clusters, cfg.feat_dim);
         let maps = ToFirst::for_models(spec.normalization.as_ref(), &w.manifest_mut().ensemble);
-        let expected = self_test_run(models, maps, &features, cfg.genes, origin)?;
+        let expected = self_test_run(models, maps, &info.anchors, &features, cfg.genes, origin)?;
         w.add(
             SELF_TEST_FEATURES,
             npy_bytes(

@@ -513,6 +513,29 @@ fn fixture_checkpoint(dir: &Path, scale: f32, heads: usize) -> PathBuf {
     dir.to_path_buf()
 }
 
+/// A bundle's draws of the fixture's 600 genes for one slide, in log2 units (model 0's
+/// normalisation), after its self-test passed.
+fn log2_draws(
+    path: &Path,
+    features: &ndarray::Array2<f32>,
+    params: &SampleParams,
+) -> ndarray::Array2<f32> {
+    let mut m = rnafm_runtime::run::model::RunModel::open(path, cpu_options()).unwrap();
+    let st = m.self_test().unwrap();
+    assert!(st.passed, "{}: self-test {st:?}", path.display());
+    let mut z = m
+        .graphs
+        .sample(features.view(), 600, params, &mut || {})
+        .unwrap();
+    let n = m.normalization.clone().unwrap();
+    for mut row in z.rows_mut() {
+        for (g, v) in row.iter_mut().enumerate() {
+            *v = n.from_z(g, *v);
+        }
+    }
+    z
+}
+
 fn export_checkpoints(cks: &[&Path], out: &Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_rnafm-export"))
         .arg("--onnx")
@@ -528,7 +551,6 @@ fn export_checkpoints(cks: &[&Path], out: &Path) -> std::process::Output {
 /// B's own), the self-test covers both, and models that differ are refused in one line.
 #[test]
 fn fold_ensemble_splits_draws_between_its_models() {
-    use rnafm_runtime::run::model::RunModel;
     let dir = tempfile::tempdir().unwrap();
     let a = fixture_checkpoint(&dir.path().join("a"), 1.0, 4);
     let b = fixture_checkpoint(&dir.path().join("b"), 1.05, 4);
@@ -566,22 +588,7 @@ fn fold_ensemble_splits_draws_between_its_models() {
     };
     // Draws in log2 units: each model's z through its own normalisation (the ensemble's
     // draws are in model 0's z-scale).
-    let draw = |path: &Path| {
-        let mut m = RunModel::open(path, cpu_options()).unwrap();
-        let st = m.self_test().unwrap();
-        assert!(st.passed, "{}: self-test {st:?}", path.display());
-        let mut z = m
-            .graphs
-            .sample(features.view(), 600, &params, &mut || {})
-            .unwrap();
-        let n = m.normalization.clone().unwrap();
-        for mut row in z.rows_mut() {
-            for (g, v) in row.iter_mut().enumerate() {
-                *v = n.from_z(g, *v);
-            }
-        }
-        z
-    };
+    let draw = |path: &Path| log2_draws(path, &features, &params);
     let (e, da, db) = (draw(&ab), draw(&one_a), draw(&one_b));
     let close = |x: ndarray::ArrayView2<f32>, y: ndarray::ArrayView2<f32>| {
         x.iter().zip(y).all(|(p, q)| (p - q).abs() < 1e-4)
@@ -604,6 +611,105 @@ fn fold_ensemble_splits_draws_between_its_models() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         !o.status.success() && err.lines().count() == 1 && err.contains("differs"),
+        "{err}"
+    );
+    assert!(!bad.exists());
+}
+
+/// A mean anchor for the fixture's model (48 features, 600 genes), varied by `step`.
+fn fixture_anchor(step: f32) -> rnafm_runtime::anchor::Anchor {
+    use ndarray::{Array1, Array2};
+    rnafm_runtime::anchor::Anchor {
+        center: Array1::from_shape_fn(48, |j| (j as f32 * step).cos() * 0.1),
+        weight: Array2::from_shape_fn((48, 600), |(j, g)| {
+            ((j * 600 + g) as f32 * step).sin() * 0.2
+        }),
+        bias: Array1::from_shape_fn(600, |g| (g as f32 * step).cos()),
+    }
+}
+
+/// Checkpoints trained with `--anchor` carry `anchor.safetensors`: the exporter puts each
+/// model's anchor in the bundle, marks the manifest (so that an older rnafm-run refuses it
+/// instead of sampling residuals alone) and makes guidance 1 the default; rnafm-run adds each
+/// model's anchor to that model's draws, and nothing else changes. An ensemble that mixes
+/// anchored and plain checkpoints is refused in one line.
+#[test]
+fn anchored_models_add_their_anchor_to_every_draw() {
+    use rnafm_runtime::anchor::ANCHOR_FILE;
+    let dir = tempfile::tempdir().unwrap();
+    let a = fixture_checkpoint(&dir.path().join("a"), 1.0, 4);
+    let b = fixture_checkpoint(&dir.path().join("b"), 1.05, 4);
+    let (aa, ba) = (dir.path().join("aa"), dir.path().join("ba"));
+    for (from, to, step) in [(&a, &aa, 0.37f32), (&b, &ba, 0.53)] {
+        std::fs::create_dir_all(to).unwrap();
+        for f in ["model.json", "ema.safetensors"] {
+            std::fs::copy(from.join(f), to.join(f)).unwrap();
+        }
+        fixture_anchor(step).write(&to.join(ANCHOR_FILE)).unwrap();
+    }
+    let (plain, anchored) = (
+        dir.path().join("plain.rnafm"),
+        dir.path().join("anchored.rnafm"),
+    );
+    for (cks, out) in [(vec![&*a, &*b], &plain), (vec![&*aa, &*ba], &anchored)] {
+        let o = export_checkpoints(&cks, out);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let m = raw_manifest(&anchored);
+    assert_eq!(m["anchor"], "ridge-cluster-mean");
+    assert_eq!(m["sampling"]["cfg"], 1.0);
+    assert!(raw_manifest(&plain).get("anchor").is_none());
+    check_schema(&anchored);
+    let bundle = Bundle::open(&anchored).unwrap();
+    assert!(bundle.member(ANCHOR_FILE).is_ok());
+    assert!(bundle.member("ensemble/1/anchor.safetensors").is_ok());
+
+    let features = fixture_slide(0.13);
+    let params = SampleParams {
+        samples: 4,
+        steps: 6,
+        cfg: 2.0,
+        seed: 5,
+        batch: 4,
+    };
+    let draw = |path: &Path| log2_draws(path, &features, &params);
+    let (with, without) = (draw(&anchored), draw(&plain));
+    let sd = |ck: &Path| {
+        rnafm_runtime::model_spec::ModelSpec::read(&ck.join("model.json"))
+            .unwrap()
+            .normalization
+            .unwrap()
+            .sd
+    };
+    // Draws 0-1 are model A's, 2-3 model B's: each moved by its own anchor (z units × its sd).
+    for (rows, step, ck) in [(0..2, 0.37f32, &a), (2..4, 0.53, &b)] {
+        let shift = fixture_anchor(step).predict(features.view());
+        let sd = sd(ck);
+        for r in rows {
+            for g in 0..600 {
+                let want = shift[g] * sd[g];
+                let got = with[[r, g]] - without[[r, g]];
+                assert!(
+                    (got - want).abs() < 1e-3 * (1.0 + want.abs()),
+                    "draw {r} gene {g}: moved {got}, anchor {want}"
+                );
+            }
+        }
+    }
+
+    let text = rnafm_runtime::run::model::describe(&anchored, false).unwrap();
+    assert!(text.contains("mean anchor"), "{text}");
+    assert!(
+        !rnafm_runtime::run::model::describe(&plain, false)
+            .unwrap()
+            .contains("mean anchor")
+    );
+
+    let bad = dir.path().join("mixed.rnafm");
+    let o = export_checkpoints(&[&aa, &b], &bad);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.lines().count() == 1 && err.contains("mean anchor"),
         "{err}"
     );
     assert!(!bad.exists());

@@ -480,6 +480,7 @@ mod tests {
             members: BTreeMap::new(),
             self_test: None,
             ensemble: Vec::new(),
+            anchor: None,
         }
     }
 

@@ -6,6 +6,7 @@
 
 use ndarray::{Array2, ArrayView2, s};
 
+use crate::anchor::Anchor;
 use crate::error::Result;
 use crate::manifest::EnsembleModel;
 use crate::normalization::Normalization;
@@ -64,6 +65,9 @@ pub struct Ensemble {
     models: Vec<FlowGraphs>,
     /// One per model; None where the draws are already in model 0's z-scale.
     maps: Vec<Option<ToFirst>>,
+    /// One per model of an anchored bundle (added in the model's own z-scale, before its
+    /// map); empty otherwise.
+    anchors: Vec<Anchor>,
 }
 
 impl Ensemble {
@@ -72,6 +76,7 @@ impl Ensemble {
         Ensemble {
             models: vec![model],
             maps: vec![None],
+            anchors: Vec::new(),
         }
     }
 
@@ -80,7 +85,29 @@ impl Ensemble {
     pub fn new(models: Vec<FlowGraphs>, maps: Vec<Option<ToFirst>>) -> Self {
         assert!(!models.is_empty(), "an ensemble needs a model");
         assert_eq!(models.len(), maps.len(), "one map per model");
-        Ensemble { models, maps }
+        Ensemble {
+            models,
+            maps,
+            anchors: Vec::new(),
+        }
+    }
+
+    /// The same models with their mean anchors, one per model (`anchor.rs`).
+    pub fn with_anchors(mut self, anchors: Vec<Anchor>) -> Self {
+        assert_eq!(anchors.len(), self.models.len(), "one anchor per model");
+        self.anchors = anchors;
+        self
+    }
+
+    /// Model `k`'s draws [n, G] for `features` into model 0's z-scale: its anchor added, then
+    /// its map applied.
+    fn finish(&self, k: usize, features: ArrayView2<'_, f32>, x: &mut Array2<f32>) {
+        if let Some(a) = self.anchors.get(k) {
+            a.add_to(features, x);
+        }
+        if let Some(m) = &self.maps[k] {
+            m.apply(x);
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -122,14 +149,12 @@ impl Ensemble {
     ) -> Result<Array2<f32>> {
         let mut out = Array2::<f32>::zeros((params.samples, genes));
         let blocks = self.split(params.samples);
-        for (((first, n), model), map) in blocks.into_iter().zip(&mut self.models).zip(&self.maps) {
+        for (k, (first, n)) in blocks.into_iter().enumerate() {
             if n == 0 {
                 continue;
             }
-            let mut x = model.sample_draws(features, genes, params, first, n, tick)?;
-            if let Some(m) = map {
-                m.apply(&mut x);
-            }
+            let mut x = self.models[k].sample_draws(features, genes, params, first, n, tick)?;
+            self.finish(k, features, &mut x);
             out.slice_mut(s![first..first + n, ..]).assign(&x);
         }
         Ok(out)
@@ -146,15 +171,13 @@ impl Ensemble {
     ) -> Result<Vec<Array2<f32>>> {
         let mut outs = vec![Array2::<f32>::zeros((params.samples, genes)); inputs.len()];
         let blocks = self.split(params.samples);
-        for (((first, n), model), map) in blocks.into_iter().zip(&mut self.models).zip(&self.maps) {
+        for (k, (first, n)) in blocks.into_iter().enumerate() {
             if n == 0 {
                 continue;
             }
-            let xs = model.sample_draws_many(inputs, genes, params, first, n, tick)?;
-            for (out, mut x) in outs.iter_mut().zip(xs) {
-                if let Some(m) = map {
-                    m.apply(&mut x);
-                }
+            let xs = self.models[k].sample_draws_many(inputs, genes, params, first, n, tick)?;
+            for ((out, mut x), features) in outs.iter_mut().zip(xs).zip(inputs) {
+                self.finish(k, *features, &mut x);
                 out.slice_mut(s![first..first + n, ..]).assign(&x);
             }
         }

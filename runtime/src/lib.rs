@@ -2,6 +2,7 @@
 //! the model bundle, the guided flow sampler and the ONNX Runtime setup; it does not
 //! depend on burn.
 
+pub mod anchor;
 pub mod atomic;
 pub mod bundle;
 pub mod bundle_members;

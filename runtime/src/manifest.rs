@@ -42,6 +42,11 @@ pub struct Manifest {
     /// field instead of running model 0 alone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ensemble: Vec<EnsembleModel>,
+    /// An anchored model: every model's draws get its mean anchor's prediction added
+    /// (`anchor.rs`; member `anchor.safetensors`, model k's under `ensemble/k/`). A build
+    /// that predates anchors refuses the field instead of sampling the residuals alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchor: Option<crate::anchor::AnchorKind>,
 }
 
 /// What differs between the models of a fold ensemble besides their weights.

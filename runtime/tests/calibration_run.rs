@@ -54,6 +54,7 @@ fn write_bundle(model_dir: &Path, path: &Path, cals: Vec<Calibration>) {
         members: Default::default(),
         self_test: None,
         ensemble: Vec::new(),
+        anchor: None,
     };
     let mut w = BundleWriter::new(manifest);
     for name in [

@@ -481,6 +481,7 @@ fn write_toy_bundle_without(s: &Setup, path: &Path, expected_shift: f32, skip: O
             tolerance: 1e-4,
         }),
         ensemble: Vec::new(),
+        anchor: None,
     };
     let mut w = BundleWriter::new(manifest);
     for name in [

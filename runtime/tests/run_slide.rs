@@ -67,6 +67,7 @@ fn write_bundle(root: &Path) -> PathBuf {
         members: Default::default(),
         self_test: None,
         ensemble: Vec::new(),
+        anchor: None,
     };
     let mut w = BundleWriter::new(manifest);
     for name in [

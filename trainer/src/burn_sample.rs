@@ -11,6 +11,7 @@ use ndarray::{Array2, Ix2};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
+use rnafm_runtime::anchor::{ANCHOR_FILE, Anchor};
 use rnafm_runtime::calibration::{self, CalibrationUse};
 use rnafm_runtime::{Error, Result};
 
@@ -54,6 +55,17 @@ pub fn run_sample<B: FusedOps>(args: &SampleOptions, device: &B::Device) -> Resu
         &ck.path(EMA_FILE),
         device,
     )?;
+    // A model trained with --anchor samples residuals; its anchor gives the mean.
+    let apath = ck.path(ANCHOR_FILE);
+    let anchor = if apath.is_file() {
+        Some(Anchor::read(
+            &apath,
+            spec.config.feat_dim,
+            spec.config.genes,
+        )?)
+    } else {
+        None
+    };
     let cals = match &args.calibration {
         Some(p) => calibration::read_file(p)?,
         None => Vec::new(),
@@ -95,6 +107,9 @@ pub fn run_sample<B: FusedOps>(args: &SampleOptions, device: &B::Device) -> Resu
                     z[[start + r, j]] = s[r * g + j];
                 }
             }
+        }
+        if let Some(a) = &anchor {
+            a.add_to(f.view(), &mut z);
         }
         if let Some(c) = &used.calibration {
             c.apply(z.view_mut());

@@ -3,6 +3,7 @@
 //! flow-matching training with patient-level cross-validation.
 
 pub mod allocator;
+pub mod anchor_fit;
 pub mod bench;
 pub mod burn_sample;
 pub mod dataset;

@@ -365,6 +365,7 @@ mod tests {
             oof_draws: 1,
             noise_draws: 1,
             aux_weight: 0.0,
+            anchor: false,
             ema_decay: None,
             val_fraction: 0.1,
             val_loss: Default::default(),

@@ -18,6 +18,7 @@ use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
+use rnafm_runtime::anchor::ANCHOR_FILE;
 use rnafm_runtime::genes::GeneList;
 use rnafm_runtime::model_config::{ModelConfig, TokenMode};
 use rnafm_runtime::model_spec::ModelSpec;
@@ -26,6 +27,7 @@ use rnafm_runtime::pathways::PathwaySet;
 use rnafm_runtime::weights::WeightMap;
 use rnafm_runtime::{Error, Result};
 
+use crate::anchor_fit::FoldAnchor;
 use crate::dataset::Cohort;
 use crate::ema::{ema_decay, ema_decay_capped, ema_update, renumber_params};
 use crate::grad_clip::clip_global_norm;
@@ -85,6 +87,9 @@ pub struct TrainOptions {
     /// signal among stronger nuisance variation (site effects) with ~100 slides. The head
     /// is dropped at export. 0: off.
     pub aux_weight: f64,
+    /// Train the flow on what a mean anchor leaves (`anchor_fit.rs`) and add the anchor
+    /// back to every draw.
+    pub anchor: bool,
     /// A regression-baseline run on the same folds (`rnafm-train train --model regression`)
     /// whose fold-k slide encoder initialises fold k's flow model (the rest stays at its
     /// initialisation).
@@ -342,6 +347,11 @@ struct FlowFold<'a, B: TrainBackend> {
     spec: ModelSpec,
     f: usize,
     setup: FoldSetup,
+    /// The fold's mean anchor (`--anchor`).
+    anchor: Option<FoldAnchor>,
+    /// What the flow learns, z units, every slide: `setup.z` less the anchor's
+    /// out-of-sample prediction (`setup.z` itself without an anchor).
+    target: Array2<f32>,
     device: &'a B::Device,
 }
 
@@ -380,12 +390,29 @@ fn run_fold<B: TrainBackend>(
     }
     let setup = FoldSetup::new(opts, cohort, f, train_all, test_idx)?;
     spec.normalization = Some(setup.norm.clone());
+    let anchor = opts.anchor.then(|| {
+        let t0 = Instant::now();
+        let a = crate::anchor_fit::fit(cohort, &setup.z, &setup.train_idx);
+        tracing::info!(
+            fold = f,
+            seconds = t0.elapsed().as_secs_f64(),
+            median_relative_lambda = a.median_relative_lambda,
+            "mean anchor fitted"
+        );
+        a
+    });
+    let target = match &anchor {
+        Some(a) => a.residuals(&setup.z),
+        None => setup.z.clone(),
+    };
     let fold = FlowFold::<B> {
         opts,
         cohort,
         spec,
         f,
         setup,
+        anchor,
+        target,
         device,
     };
     let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
@@ -456,6 +483,14 @@ fn run_fold<B: TrainBackend>(
 }
 
 impl<B: TrainBackend> FlowFold<'_, B> {
+    /// The anchor beside a checkpoint's weights (before its spec, which marks it complete).
+    fn write_anchor(&self, dir: &Path) -> Result<()> {
+        match &self.anchor {
+            Some(a) => a.anchor.write(&dir.join(ANCHOR_FILE)),
+            None => Ok(()),
+        }
+    }
+
     fn last_dir(&self) -> PathBuf {
         self.setup.dir.join(LAST_DIR)
     }
@@ -573,7 +608,7 @@ impl<B: TrainBackend> FlowFold<'_, B> {
             for &s in &batch {
                 let t: f32 = rng.random();
                 ts.push(t);
-                for &x1 in self.setup.z.row(s) {
+                for &x1 in self.target.row(s) {
                     let x0: f32 = StandardNormal.sample(&mut rng);
                     xt.push(t * x1 + (1.0 - t) * x0);
                     target.push(x1 - x0);
@@ -600,7 +635,7 @@ impl<B: TrainBackend> FlowFold<'_, B> {
             if let (Some(head), false) = (&model.aux, drop) {
                 let x1: Vec<f32> = batch
                     .iter()
-                    .flat_map(|&s| self.setup.z.row(s).to_vec())
+                    .flat_map(|&s| self.target.row(s).to_vec())
                     .collect();
                 let x1 = Tensor::<B, 2>::from_data(TensorData::new(x1, [b, g]), device);
                 let aux = (head.forward(slide) - x1).powf_scalar(2.0).mean();
@@ -644,6 +679,7 @@ impl<B: TrainBackend> FlowFold<'_, B> {
             cohort,
             val_idx,
             &self.setup.norm,
+            self.anchor.as_ref(),
             opts,
             opts.val_draws,
             self.device,
@@ -657,7 +693,7 @@ impl<B: TrainBackend> FlowFold<'_, B> {
             ValLoss::Flow => validation_flow_loss(
                 &p.ema,
                 cohort,
-                &self.setup.z,
+                &self.target,
                 val_idx,
                 opts.val_draws,
                 self.device,
@@ -678,6 +714,7 @@ impl<B: TrainBackend> FlowFold<'_, B> {
             state.bad_validations = 0;
             let w = p.ema.to_weights();
             write_dir_swapped(&self.best_dir(), |d| {
+                self.write_anchor(d)?;
                 CheckpointDir::new(d).write(&self.spec, &p.model.valid().to_weights(), &w)
             })?;
         } else {
@@ -699,6 +736,7 @@ impl<B: TrainBackend> FlowFold<'_, B> {
     ) -> Result<()> {
         let optim_rec = optim.to_record();
         write_dir_swapped(&self.last_dir(), |d| {
+            self.write_anchor(d)?;
             CheckpointDir::new(d).write(
                 &self.spec,
                 &p.model.valid().to_weights(),
@@ -740,6 +778,7 @@ impl<B: TrainBackend> FlowFold<'_, B> {
             self.cohort,
             test_idx,
             &self.setup.norm,
+            self.anchor.as_ref(),
             self.opts,
             self.opts.oof_draws,
             self.device,
@@ -920,13 +959,15 @@ fn validation_flow_loss<B: FusedOps>(
 }
 
 /// Predictions (log2) for slides `idx`: the mean of `draws` guided samples per slide
-/// (guidance `opts.cfg`), from seeded noise.
+/// (guidance `opts.cfg`), from seeded noise, plus the anchor's out-of-sample prediction
+/// when the flow learned its residuals.
 #[allow(clippy::too_many_arguments)]
 fn predict<B: FusedOps>(
     net: &VelocityNet<B>,
     cohort: &Cohort,
     idx: &[usize],
     norm: &Normalization,
+    anchor: Option<&FoldAnchor>,
     opts: &TrainOptions,
     draws: usize,
     device: &B::Device,
@@ -959,9 +1000,10 @@ fn predict<B: FusedOps>(
         let points = opts.predict_time_points.unwrap_or(opts.time_points);
         let s = crate::weight_io::to_vec(&sample(net, z, y, points, cfg));
         let mean = mean_of_draws(&s, chunk.len(), draws, g);
-        for r in 0..chunk.len() {
+        for (r, &slide) in chunk.iter().enumerate() {
             for j in 0..g {
-                out[[c * per_chunk + r, j]] = norm.from_z(j, mean[r * g + j]);
+                let a = anchor.map_or(0.0, |a| a.predicted[[slide, j]]);
+                out[[c * per_chunk + r, j]] = norm.from_z(j, mean[r * g + j] + a);
             }
         }
     }

@@ -9,6 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rnafm_exporter::bundle_export::{ExportInfo, bundle_ensemble};
 use rnafm_exporter::graphs;
 use rnafm_official::{WeightSet, read_official_weights, spec_from_official};
+use rnafm_runtime::anchor::{ANCHOR_FILE, Anchor};
 use rnafm_runtime::checkpoint::{
     CALIBRATION_FILE, CheckpointDir, EMA_FILE, METRICS_FILE, RAW_FILE,
 };
@@ -108,6 +109,29 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::from(1)
         }
     }
+}
+
+/// The mean anchors of checkpoint folders trained with `--anchor` (`anchor.safetensors`
+/// beside the weights): one per model, or none; official weights have none.
+fn read_anchors(spec: &ModelSpec, dirs: &[PathBuf], official: bool) -> Result<Vec<Anchor>> {
+    if official {
+        return Ok(Vec::new());
+    }
+    let paths: Vec<PathBuf> = dirs.iter().map(|d| d.join(ANCHOR_FILE)).collect();
+    let with = paths.iter().filter(|p| p.is_file()).count();
+    if with != 0 && with != paths.len() {
+        let missing = paths.iter().find(|p| !p.is_file()).expect("one is missing");
+        bail!(
+            "{}: missing, but other checkpoints of the ensemble have a mean anchor; a fold ensemble's models must be trained alike",
+            missing.display()
+        );
+    }
+    let (d, g) = (spec.config.feat_dim, spec.config.genes);
+    paths
+        .iter()
+        .filter(|p| p.is_file())
+        .map(|p| Ok(Anchor::read(p, d, g)?))
+        .collect()
 }
 
 fn run(args: &Args) -> Result<()> {
@@ -216,6 +240,7 @@ fn run(args: &Args) -> Result<()> {
         models.push(g);
     }
     bar.finish_and_clear();
+    let anchors = read_anchors(&spec, args.onnx.as_slice(), official.is_some())?;
     let info = ExportInfo {
         encoder: args.encoder.clone(),
         microns_per_pixel: args.mpp,
@@ -227,6 +252,7 @@ fn run(args: &Args) -> Result<()> {
         },
         calibration,
         self_test: !args.no_self_test,
+        anchors,
     };
     let others = more
         .into_iter()

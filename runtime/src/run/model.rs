@@ -9,6 +9,7 @@ use std::time::Instant;
 use ndarray::{Array1, Ix2};
 use sha2::{Digest, Sha256};
 
+use crate::anchor::{ANCHOR_FILE, Anchor};
 use crate::bundle::Bundle;
 use crate::ensemble::{Ensemble, ToFirst};
 use crate::error::{Error, Result};
@@ -181,6 +182,22 @@ fn load_models(
         loaded.graphs.push(graphs);
     }
     Ok(loaded)
+}
+
+/// The mean anchor of every model of an anchored bundle (`anchor.rs`).
+fn read_anchors(bundle: &Bundle) -> Result<Vec<Anchor>> {
+    let c = &bundle.manifest.model.config;
+    (0..bundle.manifest.models())
+        .map(|k| {
+            let name = ensemble_member(k, ANCHOR_FILE);
+            Anchor::from_bytes(
+                bundle.member(&name)?,
+                c.feat_dim,
+                c.genes,
+                &bundle.path.join(&name),
+            )
+        })
+        .collect()
 }
 
 /// A lane's session: its place in the build order, the session and its timing.
@@ -472,7 +489,10 @@ impl RunModel {
             bundle.manifest.model.normalization.as_ref(),
             &bundle.manifest.ensemble,
         );
-        let graphs = Ensemble::new(models.graphs, maps);
+        let mut graphs = Ensemble::new(models.graphs, maps);
+        if bundle.manifest.anchor.is_some() {
+            graphs = graphs.with_anchors(read_anchors(&bundle)?);
+        }
         // ONNX Runtime has its own copy of the graphs now.
         bundle.release(|name| name.ends_with(".onnx"));
         let m = &bundle.manifest;
@@ -526,7 +546,13 @@ impl RunModel {
             remembered: 0,
             members: loads,
         };
-        let graphs = Ensemble::single(graphs);
+        let mut graphs = Ensemble::single(graphs);
+        // A model folder of an anchored model holds its anchor beside the graphs.
+        let anchor = dir.join(ANCHOR_FILE);
+        if anchor.is_file() {
+            let a = Anchor::read(&anchor, spec.config.feat_dim, spec.config.genes)?;
+            graphs = graphs.with_anchors(vec![a]);
+        }
         if graphs.hidden() != spec.config.hidden {
             return Err(Error::invalid(
                 dir,
@@ -681,6 +707,11 @@ pub fn describe(path: &Path, json: bool) -> Result<String> {
         text.push_str(&crate::calibration::describe(
             m.calibration.as_deref().unwrap_or_default(),
         ));
+        if m.anchor.is_some() {
+            text.push_str(
+                "\n  mean anchor: a ridge regression on the slide's mean cluster feature gives each gene's mean; the flow samples the spread around it",
+            );
+        }
         if m.models() > 1 {
             text.push_str(&format!(
                 "\n  fold ensemble: {} models; rnafm-run splits each slide's draws across them",

@@ -191,6 +191,10 @@ pub struct RidgeArgs {
     /// Output .npy [slides, genes] of log2(FPKM-UQ+1), rows in the order of --slides.
     #[arg(short, long)]
     pub out: PathBuf,
+    /// Regress on each feature's mean over the clusters only (as the anchor of `rnafm-train
+    /// train --anchor` does), instead of its mean, sd and max.
+    #[arg(long)]
+    pub means_only: bool,
 }
 
 impl From<RidgeArgs> for ridge::RidgeOptions {
@@ -201,6 +205,7 @@ impl From<RidgeArgs> for ridge::RidgeOptions {
             genes: a.genes,
             slides: a.slides,
             out: a.out,
+            means_only: a.means_only,
         }
     }
 }
