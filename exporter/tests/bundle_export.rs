@@ -536,6 +536,17 @@ fn log2_draws(
     z
 }
 
+/// Exporting `cks` to `out` fails with one line that contains `needle`, and writes nothing.
+fn refused_in_one_line(cks: &[&Path], out: &Path, needle: &str) {
+    let o = export_checkpoints(cks, out);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.lines().count() == 1 && err.contains(needle),
+        "{err}"
+    );
+    assert!(!out.exists());
+}
+
 fn export_checkpoints(cks: &[&Path], out: &Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_rnafm-export"))
         .arg("--onnx")
@@ -606,14 +617,7 @@ fn fold_ensemble_splits_draws_between_its_models() {
 
     // A model with other sizes is not a fold of the same model: one line, no bundle.
     let c = fixture_checkpoint(&dir.path().join("c"), 1.0, 2);
-    let bad = dir.path().join("bad.rnafm");
-    let o = export_checkpoints(&[&a, &c], &bad);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        !o.status.success() && err.lines().count() == 1 && err.contains("differs"),
-        "{err}"
-    );
-    assert!(!bad.exists());
+    refused_in_one_line(&[&a, &c], &dir.path().join("bad.rnafm"), "differs");
 }
 
 /// A mean anchor for the fixture's model (48 features, 600 genes), varied by `step`.
@@ -705,12 +709,5 @@ fn anchored_models_add_their_anchor_to_every_draw() {
             .contains("mean anchor")
     );
 
-    let bad = dir.path().join("mixed.rnafm");
-    let o = export_checkpoints(&[&aa, &b], &bad);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        !o.status.success() && err.lines().count() == 1 && err.contains("mean anchor"),
-        "{err}"
-    );
-    assert!(!bad.exists());
+    refused_in_one_line(&[&aa, &b], &dir.path().join("mixed.rnafm"), "mean anchor");
 }

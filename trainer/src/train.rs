@@ -349,9 +349,9 @@ struct FlowFold<'a, B: TrainBackend> {
     setup: FoldSetup,
     /// The fold's mean anchor (`--anchor`).
     anchor: Option<FoldAnchor>,
-    /// What the flow learns, z units, every slide: `setup.z` less the anchor's
-    /// out-of-sample prediction (`setup.z` itself without an anchor).
-    target: Array2<f32>,
+    /// With an anchor, what the flow learns, z units, every slide: `setup.z` less the
+    /// anchor's out-of-sample prediction (without one the flow learns `setup.z`; `target()`).
+    target: Option<Array2<f32>>,
     device: &'a B::Device,
 }
 
@@ -401,10 +401,7 @@ fn run_fold<B: TrainBackend>(
         );
         a
     });
-    let target = match &anchor {
-        Some(a) => a.residuals(&setup.z),
-        None => setup.z.clone(),
-    };
+    let target = anchor.as_ref().map(|a| a.residuals(&setup.z));
     let fold = FlowFold::<B> {
         opts,
         cohort,
@@ -483,6 +480,11 @@ fn run_fold<B: TrainBackend>(
 }
 
 impl<B: TrainBackend> FlowFold<'_, B> {
+    /// What the flow learns (see `target`); no copy of `setup.z` without an anchor.
+    fn target(&self) -> &Array2<f32> {
+        self.target.as_ref().unwrap_or(&self.setup.z)
+    }
+
     /// The anchor beside a checkpoint's weights (before its spec, which marks it complete).
     fn write_anchor(&self, dir: &Path) -> Result<()> {
         match &self.anchor {
@@ -608,7 +610,7 @@ impl<B: TrainBackend> FlowFold<'_, B> {
             for &s in &batch {
                 let t: f32 = rng.random();
                 ts.push(t);
-                for &x1 in self.target.row(s) {
+                for &x1 in self.target().row(s) {
                     let x0: f32 = StandardNormal.sample(&mut rng);
                     xt.push(t * x1 + (1.0 - t) * x0);
                     target.push(x1 - x0);
@@ -635,7 +637,7 @@ impl<B: TrainBackend> FlowFold<'_, B> {
             if let (Some(head), false) = (&model.aux, drop) {
                 let x1: Vec<f32> = batch
                     .iter()
-                    .flat_map(|&s| self.target.row(s).to_vec())
+                    .flat_map(|&s| self.target().row(s).to_vec())
                     .collect();
                 let x1 = Tensor::<B, 2>::from_data(TensorData::new(x1, [b, g]), device);
                 let aux = (head.forward(slide) - x1).powf_scalar(2.0).mean();
@@ -693,7 +695,7 @@ impl<B: TrainBackend> FlowFold<'_, B> {
             ValLoss::Flow => validation_flow_loss(
                 &p.ema,
                 cohort,
-                &self.target,
+                self.target(),
                 val_idx,
                 opts.val_draws,
                 self.device,
