@@ -19,6 +19,7 @@ pub mod init;
 pub mod layers;
 pub mod pathway_graph;
 pub mod preset;
+pub mod recipe;
 pub mod regression;
 pub mod sampler;
 pub mod slide_encoder;

@@ -57,7 +57,9 @@ fn slide_index(name: &str) -> usize {
         .unwrap()
 }
 
-/// `rnafm-train train` on the test cohort with the small test model.
+/// `rnafm-train train` on the test cohort with the small test model, on the paper recipe's
+/// schedule (so that each test below turns on the one option it tests; the default recipe
+/// has its own test).
 fn base_command(dir: &Path, out: &str) -> Command {
     command_on(dir, out, "features")
 }
@@ -89,6 +91,8 @@ fn command_on(dir: &Path, out: &str, features: &str) -> Command {
         "2",
         "--time-points",
         "4",
+        "--recipe",
+        "paper",
     ]);
     c
 }
@@ -894,4 +898,118 @@ fn anchor_travels_with_checkpoints_and_carries_the_mean() {
         "{err}"
     );
     assert!(!dir.join("reg").exists(), "{err}");
+}
+
+/// Without size or schedule flags the trainer uses the default recipe (the one
+/// `scripts/bench-accuracy` measured): small network, lr 6e-3, EMA 0.99, one-step means,
+/// the auxiliary loss and the mean anchor, guidance 1. `--recipe paper` gives the paper's,
+/// flags override either, `--no-anchor` drops the anchor (and guidance returns to 2), and
+/// the regression baseline gets its own learning rate and no anchor.
+#[test]
+fn the_default_recipe_fills_what_flags_leave_out() {
+    use rnafm_runtime::anchor::ANCHOR_FILE;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    cohort(dir);
+    let run = |out: &str, extra: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_rnafm-train"))
+            .current_dir(dir)
+            .args(["train", "--csv", "ref.csv", "--features", "features"])
+            .args(["--pathways", "pathways.json", "--genes", "genes.txt"])
+            .args(["--folds", "2", "--epochs", "1", "--time-points", "4", "-v"])
+            .args(["--out", out])
+            .args(extra)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(o.status.success(), "{err}");
+        let settings = err
+            .lines()
+            .find(|l| l.contains("training settings"))
+            .unwrap_or_else(|| panic!("no settings logged: {err}"))
+            .to_string();
+        let best = dir.join(out).join("fold_0/best");
+        let anchored = best.join(ANCHOR_FILE).exists();
+        // The regression baseline writes no RNA-FM model.json.
+        let size = ModelSpec::read(&best.join("model.json"))
+            .map(|s| (s.config.hidden, s.config.depth, s.config.heads))
+            .ok();
+        (size, anchored, settings)
+    };
+    let has = |settings: &str, want: &[&str]| {
+        for w in want {
+            assert!(settings.contains(w), "{w} not in: {settings}");
+        }
+    };
+
+    let (size, anchored, s) = run("default", &[]);
+    assert_eq!(size, Some((64, 2, 4)));
+    assert!(anchored, "{s}");
+    has(
+        &s,
+        &[
+            "recipe=Default",
+            "batch=16",
+            "lr=0.006",
+            "val_fraction=0.25",
+            "val_every=25",
+            "patience=4",
+            "ema_decay=Some(0.99)",
+            "predict_time_points=Some(2)",
+            "aux_weight=1",
+            "anchor=true",
+            "cfg=1",
+            "val_loss=Flow",
+        ],
+    );
+
+    let (_, anchored, s) = run("plain", &["--no-anchor", "--ema-decay", "official"]);
+    assert!(!anchored, "{s}");
+    has(
+        &s,
+        &[
+            "anchor=false",
+            "cfg=2",
+            "ema_decay=None",
+            "lr=0.006",
+            "val_loss=R",
+        ],
+    );
+
+    let (size, anchored, s) = run("paper", &["--recipe", "paper", "--depth", "1"]);
+    assert_eq!(size, Some((256, 1, 8)));
+    assert!(!anchored, "{s}");
+    has(
+        &s,
+        &[
+            "recipe=Paper",
+            "lr=0.0001",
+            "val_fraction=0.1",
+            "ema_decay=None",
+            "predict_time_points=None",
+            "aux_weight=0",
+            "cfg=2",
+            "val_loss=R",
+        ],
+    );
+
+    let (_, anchored, s) = run("reg", &["--model", "regression", "--hidden", "16"]);
+    assert!(!anchored, "{s}");
+    has(&s, &["lr=0.003", "anchor=false", "hidden=16"]);
+
+    let bad = Command::new(env!("CARGO_BIN_EXE_rnafm-train"))
+        .current_dir(dir)
+        .args(["train", "--csv", "ref.csv", "--features", "features"])
+        .args([
+            "--genes",
+            "genes.txt",
+            "--out",
+            "both",
+            "--anchor",
+            "--no-anchor",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(!dir.join("both").exists());
 }

@@ -10,6 +10,7 @@ use rnafm_trainer::bench::{BenchReport, bench_steps};
 use rnafm_trainer::burn_sample::SampleOptions;
 use rnafm_trainer::device::{BackendJob, TrainDevice, resolve, run_on};
 use rnafm_trainer::fused::TrainBackend;
+use rnafm_trainer::recipe::{ModelKind, Recipe, RecipeName};
 use rnafm_trainer::train::TrainOptions;
 
 // Large tensor buffers come and go every step; see `rnafm_trainer::allocator`.
@@ -209,12 +210,21 @@ struct TrainArgs {
     /// Reuse the folds of a splits.json.
     #[arg(long)]
     splits: Option<PathBuf>,
-    #[arg(long, default_value_t = 200)]
-    epochs: usize,
-    #[arg(long, default_value_t = 32)]
-    batch: usize,
-    #[arg(long, default_value_t = 1e-4)]
-    lr: f64,
+    /// Which set of defaults fills every size and schedule flag left out (each flag's help
+    /// names its default): `default`, measured on 128-patient cohorts with ~1,000 genes and
+    /// ~350 GO-MF tokens (README, "Accuracy at a realistic scale"); `paper`, the official
+    /// code's size and schedule. Flags given here, and --preset, take precedence.
+    #[arg(long, value_enum, default_value = "default")]
+    recipe: RecipeName,
+    /// Maximum epochs per fold [recipe: 400; paper 200].
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Slides per batch [recipe: 16; paper 32].
+    #[arg(long)]
+    batch: Option<usize>,
+    /// AdamW learning rate [recipe: 6e-3, regression baseline 3e-3; paper 1e-4].
+    #[arg(long)]
+    lr: Option<f64>,
     #[arg(long, default_value_t = 0.01)]
     weight_decay: f32,
     /// Global gradient-norm clip.
@@ -222,25 +232,27 @@ struct TrainArgs {
     clip: f64,
     /// Share of each fold's training patients held out as validation patients (early
     /// stopping, and the slides `rnafm-train calibrate` fits interval widths on; small
-    /// cohorts need a larger share for a stable calibration).
-    #[arg(long, default_value_t = 0.1, value_parser = parse_fraction)]
-    val_fraction: f64,
-    /// Validate (sample with EMA weights) every N epochs.
-    #[arg(long, default_value_t = 5)]
-    val_every: usize,
+    /// cohorts need a larger share for a stable calibration) [recipe: 0.25; paper 0.1].
+    #[arg(long, value_parser = parse_fraction)]
+    val_fraction: Option<f64>,
+    /// Validate (sample with EMA weights) every N epochs [recipe: 25, regression baseline 5;
+    /// paper 5].
+    #[arg(long)]
+    val_every: Option<usize>,
     /// Stop a fold after this many validations without a lower validation loss (see
-    /// --val-loss).
-    #[arg(long, default_value_t = 5)]
-    patience: usize,
-    /// Validation loss of early stopping and of the best checkpoint, from the guided EMA
-    /// samples' mean on the validation slides: `r` = 1 − its mean per-gene Pearson r (what
-    /// the evaluation scores; the regression baseline stops on it too); `sample` = its squared
-    /// error against the truth (z units); `flow` = the flow-matching objective of the EMA
-    /// weights on the validation slides.
-    #[arg(long, value_enum, default_value = "r")]
-    val_loss: ValLossArg,
-    /// Guidance scale for validation and prediction (1 = no guidance). Default: 2, or 1 with
-    /// --anchor (as the exported bundle then samples).
+    /// --val-loss) [recipe: 4; paper 5].
+    #[arg(long)]
+    patience: Option<usize>,
+    /// Validation loss of early stopping and of the best checkpoint: `r` = 1 − the mean
+    /// per-gene Pearson r of the EMA model's mean prediction for the validation slides (what
+    /// the evaluation scores; the regression baseline stops on it too); `sample` = that
+    /// mean's squared error (z units); `flow` = the flow-matching objective of the EMA
+    /// weights on the validation slides (how well the flow fits what the anchor leaves).
+    /// Default: `flow` for an anchored model (its mean is the anchor's), else `r`.
+    #[arg(long, value_enum)]
+    val_loss: Option<ValLossArg>,
+    /// Guidance scale for validation and prediction (1 = no guidance). Default: 1 for an
+    /// anchored model (as its bundle then samples), else 2.
     #[arg(long)]
     cfg: Option<f64>,
     /// Time points of the Euler grid (steps + 1).
@@ -253,7 +265,7 @@ struct TrainArgs {
     init_slide_encoder: Option<PathBuf>,
     /// Time points for the validation and out-of-fold means only (default: --time-points).
     /// 2 = one Euler step from noise, which lands on the network's estimate of the
-    /// conditional mean at about a tenth of the cost.
+    /// conditional mean at about a tenth of the cost [recipe: 2; paper: --time-points].
     #[arg(long, value_parser = clap::value_parser!(u64).range(2..=1000))]
     predict_time_points: Option<u64>,
     /// Draws per validation slide: (time, noise) pairs of the validation loss, and guided
@@ -275,30 +287,38 @@ struct TrainArgs {
     /// from the slide embedding predicts the z-scored profile, its squared error added to
     /// the flow-matching loss. It helps the encoder find the slide's signal when slides are
     /// few and nuisance variation (scanner or site effects) is strong. The head is not
-    /// exported. 0 = off.
-    #[arg(long, default_value_t = 0.0, value_parser = parse_nonneg)]
-    aux_weight: f64,
+    /// exported. 0 = off [recipe: 1; paper 0].
+    #[arg(long, value_parser = parse_nonneg)]
+    aux_weight: Option<f64>,
     /// Anchor the model on a ridge regression: a per-gene ridge on each slide's mean cluster
     /// feature (penalties by leave-one-out error, fitted in seconds) gives the mean, and the
     /// flow learns what it leaves on slides it did not see (its leave-one-out residuals).
     /// The anchor travels in the checkpoint and the bundle; every draw gets it added. With
     /// ~100 slides this is far more accurate than the flow's own slide encoder (README,
-    /// "Accuracy at a realistic scale"); its bundle samples at guidance 1 by default.
-    #[arg(long)]
+    /// "Accuracy at a realistic scale"); its bundle samples at guidance 1 by default
+    /// [recipe: on for RNA-FM; paper off].
+    #[arg(long, conflicts_with = "no_anchor")]
     anchor: bool,
+    /// Train without the mean anchor: the flow's own slide encoder gives the mean.
+    #[arg(long)]
+    no_anchor: bool,
     /// EMA decay of the weights used for validation and prediction, reached after a warm-up
-    /// ((1+step)/(10+step) until then). Default: the official ramp, 0.85 → 0.999 over
-    /// 10,000 steps, which in a run of a few hundred steps averages only the last ~10.
-    #[arg(long, value_parser = parse_fraction)]
-    ema_decay: Option<f64>,
+    /// ((1+step)/(10+step) until then), or `official`: the official ramp, 0.85 → 0.999 over
+    /// 10,000 steps, which in a run of a few hundred steps averages only the last ~10
+    /// [recipe: 0.99; paper official].
+    #[arg(long, value_name = "DECAY|official", value_parser = parse_ema)]
+    ema_decay: Option<Ema>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    #[arg(long, default_value_t = 256)]
-    hidden: usize,
-    #[arg(long, default_value_t = 7)]
-    depth: usize,
-    #[arg(long, default_value_t = 8)]
-    heads: usize,
+    /// Width of the tokens [recipe: 64; paper 256].
+    #[arg(long)]
+    hidden: Option<usize>,
+    /// DiT blocks [recipe: 2; paper 7].
+    #[arg(long)]
+    depth: Option<usize>,
+    /// Attention heads [recipe: 4; paper 8].
+    #[arg(long)]
+    heads: Option<usize>,
     /// Probability of training a batch on the null condition.
     #[arg(long, default_value_t = 0.1)]
     cond_drop: f64,
@@ -311,8 +331,9 @@ struct TrainArgs {
     /// Genes per alphabetical token.
     #[arg(long, default_value_t = 10)]
     genes_per_token: usize,
-    /// Architecture preset (models/presets/*.json); overrides --hidden, --depth, --heads,
-    /// --cond-drop and --no-graph-attention.
+    /// Architecture preset (models/presets/*.json): hidden, depth, heads, condition dropout
+    /// and graph attention over the recipe's (--hidden, --depth, --heads given here still
+    /// win; --cond-drop and --no-graph-attention are replaced).
     #[arg(long)]
     preset: Option<PathBuf>,
     /// Continue an interrupted run in --out.
@@ -343,12 +364,6 @@ impl From<ValLossArg> for rnafm_trainer::train::ValLoss {
             ValLossArg::Flow => Self::Flow,
         }
     }
-}
-
-#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
-enum ModelKind {
-    Rnafm,
-    Regression,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -472,14 +487,27 @@ fn train(a: TrainArgs) -> Result<()> {
     let backend = resolve(a.device.into())?;
     let norm = a.norm.clone().map(|v| (v[0].clone(), v[1].clone()));
     let mut a = a;
+    let recipe = Recipe::of(a.recipe, a.model);
+    let (mut hidden, mut depth, mut heads) = (recipe.hidden, recipe.depth, recipe.heads);
     if let Some(p) = &a.preset {
         let p = rnafm_trainer::preset::Preset::read(p)?;
-        a.hidden = p.hidden;
-        a.depth = p.depth;
-        a.heads = p.heads;
+        (hidden, depth, heads) = (p.hidden, p.depth, p.heads);
         a.cond_drop = p.cond_drop;
         a.no_graph_attention = !p.graph_attention;
     }
+    if a.model == ModelKind::Regression && a.anchor {
+        anyhow::bail!("--anchor anchors the flow model; the regression baseline takes no anchor");
+    }
+    let anchor = a.anchor || (recipe.anchor && !a.no_anchor);
+    let ema_decay = match a.ema_decay {
+        Some(Ema::Official) => None,
+        Some(Ema::Decay(d)) => Some(d),
+        None => recipe.ema_decay,
+    };
+    let predict_time_points = a
+        .predict_time_points
+        .map(|n| n as usize)
+        .or(recipe.predict_time_points);
     let opts = TrainOptions {
         csv: a.csv,
         features: a.features,
@@ -490,29 +518,31 @@ fn train(a: TrainArgs) -> Result<()> {
         out: a.out,
         folds: a.folds,
         splits: a.splits,
-        epochs: a.epochs,
-        batch: a.batch.max(1),
-        lr: a.lr,
+        epochs: a.epochs.unwrap_or(recipe.epochs),
+        batch: a.batch.unwrap_or(recipe.batch).max(1),
+        lr: a.lr.unwrap_or(recipe.lr),
         weight_decay: a.weight_decay,
         clip: a.clip,
-        val_every: a.val_every,
-        patience: a.patience.max(1),
-        cfg: a.cfg.unwrap_or(if a.anchor { 1.0 } else { 2.0 }),
+        val_every: a.val_every.unwrap_or(recipe.val_every),
+        patience: a.patience.unwrap_or(recipe.patience).max(1),
+        cfg: a.cfg.unwrap_or(Recipe::default_cfg(anchor)),
         time_points: a.time_points.max(2),
-        predict_time_points: a.predict_time_points.map(|n| n as usize),
+        predict_time_points,
         init_slide_encoder: a.init_slide_encoder.clone(),
         val_draws: a.val_draws.max(1),
         oof_draws: a.oof_draws.max(1),
         noise_draws: a.noise_draws.max(1),
-        aux_weight: a.aux_weight,
-        anchor: a.anchor,
-        ema_decay: a.ema_decay,
-        val_fraction: a.val_fraction,
-        val_loss: a.val_loss.into(),
+        aux_weight: a.aux_weight.unwrap_or(recipe.aux_weight),
+        anchor,
+        ema_decay,
+        val_fraction: a.val_fraction.unwrap_or(recipe.val_fraction),
+        val_loss: a
+            .val_loss
+            .map_or_else(|| Recipe::default_val_loss(anchor), Into::into),
         seed: a.seed,
-        hidden: a.hidden,
-        depth: a.depth,
-        heads: a.heads,
+        hidden: a.hidden.unwrap_or(hidden),
+        depth: a.depth.unwrap_or(depth),
+        heads: a.heads.unwrap_or(heads),
         cond_drop: a.cond_drop,
         graph_attention: !a.no_graph_attention,
         tokens: match a.tokens {
@@ -523,9 +553,25 @@ fn train(a: TrainArgs) -> Result<()> {
         resume: a.resume,
         progress: std::io::stderr().is_terminal(),
     };
-    if a.model == ModelKind::Regression && opts.anchor {
-        anyhow::bail!("--anchor anchors the flow model; the regression baseline takes no anchor");
-    }
+    tracing::info!(
+        recipe = ?a.recipe,
+        hidden = opts.hidden,
+        depth = opts.depth,
+        heads = opts.heads,
+        epochs = opts.epochs,
+        batch = opts.batch,
+        lr = opts.lr,
+        val_fraction = opts.val_fraction,
+        val_every = opts.val_every,
+        patience = opts.patience,
+        ema_decay = ?opts.ema_decay,
+        predict_time_points = ?opts.predict_time_points,
+        aux_weight = opts.aux_weight,
+        anchor = opts.anchor,
+        cfg = opts.cfg,
+        val_loss = ?opts.val_loss,
+        "training settings"
+    );
     let report = if a.model == ModelKind::Regression {
         run_on(backend, BaselineTraining(&opts))?
     } else {
@@ -655,6 +701,21 @@ fn parse_fraction(s: &str) -> std::result::Result<f64, String> {
         Ok(v)
     } else {
         Err(format!("{v} is not between 0 and 1"))
+    }
+}
+
+/// `--ema-decay`: a decay target, or the official ramp.
+#[derive(Clone, Copy)]
+enum Ema {
+    Official,
+    Decay(f64),
+}
+
+fn parse_ema(s: &str) -> std::result::Result<Ema, String> {
+    if s == "official" {
+        Ok(Ema::Official)
+    } else {
+        parse_fraction(s).map(Ema::Decay)
     }
 }
 
