@@ -2,8 +2,10 @@
 # The main job end to end on the built-in demo, in a few minutes on 2 CPU cores: the quick
 # version of scripts/report (see there for the steps):
 #   synth → 2-fold CV training of RNA-FM and the regression baseline → interval calibration on
-#   fold 0's validation patients → export → rnafm-run (100 draws per held-out slide of fold 0)
-#   → evaluate → one table (RNA-FM, baseline, oracle) with the issue's checks, plus PNG plots.
+#   fold 0's validation patients → export → rnafm-run (100 draws per held-out slide of fold 0;
+#   the main row calibrated cross-fitted: each half of those slides on the validation patients
+#   plus the other half) → evaluate → one table (RNA-FM, baseline, oracle) with the issue's
+#   checks, plus PNG plots.
 # Everything lands in demo-out/ (git-ignored). Set DEMO_OUT to write elsewhere.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -1,8 +1,10 @@
-//! `rnafm-train calibrate`: fits interval calibration factors (see
-//! `rnafm_runtime::calibration`) from `rnafm-run` draws on slides the model did not train
-//! on and that are not the evaluation slides — a fold's validation patients
-//! (`fold_N/validation.txt`). The result goes to a calibration file that `rnafm-export`
-//! stores in the bundle.
+//! `rnafm-eval calibrate`: fits interval calibration factors (see
+//! `rnafm_runtime::calibration`) from `rnafm-run` draws of one model on slides it did not
+//! train on and that are not the evaluation slides: a fold's validation patients
+//! (`fold_N/validation.txt`) and, when the model is judged on other slides (external ones),
+//! its held-out patients too (`heldout.txt`). The factors belong to that model: fold models
+//! of one run differ in spread (README, "Interval calibration"). The result goes to a
+//! calibration file that `rnafm-export` stores in the bundle.
 
 use std::path::{Path, PathBuf};
 
@@ -17,10 +19,9 @@ use rnafm_runtime::slide_names::samples_file;
 #[derive(Debug, Clone)]
 pub struct CalibrateOptions {
     /// rnafm-run output folders with `<slide>.samples.npy` draws (--save-samples,
-    /// --no-calibration) and their run.json, all with the same guidance, time points and
-    /// number of draws. Several folders cross-fit: e.g. each fold's model run on its own
-    /// held-out slides, so that every calibration value comes from a model that did not
-    /// train on that slide.
+    /// --no-calibration) of the model to calibrate and their run.json, all with the same
+    /// guidance, time points and number of draws: e.g. its draws on the fold's validation
+    /// patients in one folder and on its held-out patients in another.
     pub pred: Vec<PathBuf>,
     /// Reference CSV with the measured values of those slides.
     pub truth: PathBuf,

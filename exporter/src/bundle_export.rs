@@ -34,7 +34,7 @@ pub struct ExportInfo {
     pub metrics: Option<TrainingMetrics>,
     /// Per-dimension mean/sd of the training slides' cluster features (input-shift check).
     pub feature_stats: Option<rnafm_runtime::manifest::FeatureStats>,
-    /// Interval calibrations (rnafm-train calibrate's calibration.json), one per sampling setting.
+    /// Interval calibrations (rnafm-eval calibrate's calibration.json), one per sampling setting.
     pub calibration: Option<Vec<rnafm_runtime::calibration::Calibration>>,
     /// Skip the self-test (no ONNX Runtime at export).
     pub self_test: bool,

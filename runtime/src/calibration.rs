@@ -1,8 +1,9 @@
 //! Post-hoc calibration of sampled uncertainty. Guided sampling (s > 1) and a briefly
 //! trained model give draws whose spread is too narrow, so their central intervals cover
 //! the truth less often than their level says. A calibration stores, per interval level L,
-//! a factor c_L fitted on slides the model did not train on (a fold's validation patients,
-//! never its held-out slides): the conformal (1+1/n)·L quantile of the score
+//! a factor c_L fitted on slides the model did not train on and that are not scored later
+//! (a fold's validation patients, and its held-out ones when it is scored on other slides):
+//! the conformal (1+1/n)·L quantile of the score
 //! s = (y − median)/(q_{(1+L)/2} − median) above the median, (median − y)/(median − q_{(1−L)/2})
 //! below it, so that stretching each interval's half-widths by c_L around the median covers
 //! a fraction L of the fit's values.

@@ -35,7 +35,7 @@ pub struct SampleOptions {
     /// Time points of the Euler grid.
     pub time_points: usize,
     pub seed: u64,
-    /// Calibration file (rnafm-train calibrate); its entry for this cfg and time points is
+    /// Calibration file (rnafm-eval calibrate); its entry for this cfg and time points is
     /// applied to the draws as rnafm-run applies a bundle's.
     pub calibration: Option<PathBuf>,
     /// Output folder.

@@ -28,7 +28,7 @@ pub enum ModelKind {
 }
 
 /// Every value a recipe fills in.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Recipe {
     pub hidden: usize,
     pub depth: usize,

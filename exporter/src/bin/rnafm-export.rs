@@ -43,7 +43,7 @@ struct Args {
     /// Default: metrics.json in the checkpoint folder or two folders up (the training run).
     #[arg(long, requires = "onnx")]
     metrics: Option<PathBuf>,
-    /// Interval calibration (rnafm-train calibrate's calibration.json) to store in the
+    /// Interval calibration (rnafm-eval calibrate's calibration.json) to store in the
     /// bundle. Default: calibration.json in the checkpoint's fold folder (one level up).
     #[arg(long, requires = "onnx")]
     calibration: Option<PathBuf>,

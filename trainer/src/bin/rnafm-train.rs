@@ -107,7 +107,7 @@ struct SampleArgs {
     time_points: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Calibration file (rnafm-train calibrate); its entry for this cfg and time points is
+    /// Calibration file (rnafm-eval calibrate); its entry for this cfg and time points is
     /// applied to the draws as rnafm-run applies a bundle's.
     #[arg(long)]
     calibration: Option<PathBuf>,
@@ -231,8 +231,8 @@ struct TrainArgs {
     #[arg(long, default_value_t = 1.0)]
     clip: f64,
     /// Share of each fold's training patients held out as validation patients (early
-    /// stopping, and the slides `rnafm-train calibrate` fits interval widths on; small
-    /// cohorts need a larger share for a stable calibration) [recipe: 0.25; paper 0.1].
+    /// stopping; `rnafm-eval calibrate` fits interval widths on them and, unless they are
+    /// the slides it is judged on, the fold's held-out patients) [recipe: 0.25; paper 0.1].
     #[arg(long, value_parser = parse_fraction)]
     val_fraction: Option<f64>,
     /// Validate (sample with EMA weights) every N epochs [recipe: 25, regression baseline 5;

@@ -80,9 +80,9 @@ impl From<EvaluateArgs> for evaluate::EvaluateOptions {
 #[derive(Debug, Clone, clap::Args)]
 pub struct CalibrateArgs {
     /// rnafm-run output folder with `<slide>.samples.npy` draws (--save-samples,
-    /// --no-calibration) and its run.json. Repeat it to pool folders (same guidance, time
-    /// points and draws), e.g. each fold's model run on its own held-out slides: a
-    /// cross-fitted calibration on every out-of-fold slide.
+    /// --no-calibration) of the model to calibrate, and its run.json. Repeat it to pool
+    /// folders of that model (same guidance, time points and draws), e.g. its draws on the
+    /// fold's validation patients and on its held-out patients.
     #[arg(long, required = true)]
     pub pred: Vec<PathBuf>,
     /// Reference CSV with the measured values of those slides.
@@ -91,7 +91,8 @@ pub struct CalibrateArgs {
     /// Gene list in the draws' column order (default: the CSV's gene columns).
     #[arg(long)]
     pub genes: Option<PathBuf>,
-    /// Fit on these slides only (one name a line, e.g. fold_0/validation.txt); one per
+    /// Fit on these slides only (one name a line, e.g. fold_0/validation.txt, or it and
+    /// fold_0/heldout.txt together when the model is judged on external slides); one per
     /// --pred, in the same order. Default: every CSV slide with draws in each --pred.
     #[arg(long, value_name = "LIST")]
     pub slides: Vec<PathBuf>,
