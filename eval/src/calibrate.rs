@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use ndarray::Axis;
+use rnafm_runtime::anchor_refit::LooShift;
 use rnafm_runtime::calibration::{self, Calibration};
 use rnafm_runtime::reference_csv::ReferenceCohort;
 use rnafm_runtime::{Error, Result, genes::GeneList};
@@ -37,6 +38,10 @@ pub struct CalibrateOptions {
     pub levels: Vec<f64>,
     /// What the slides are, recorded with the factors.
     pub fitted_on: String,
+    /// An `rnafm-train refit-anchor` folder: the draws are the refitted model's, and each
+    /// refitted slide's truth is moved by its leave-one-out shift, so that the fit scores
+    /// the draws a model that never saw the slide would make.
+    pub anchor_loo: Option<PathBuf>,
 }
 
 /// Sampling setting of the draws from the run's run.json: (cfg, steps).
@@ -167,7 +172,23 @@ pub fn run_calibrate(args: &CalibrateOptions) -> Result<Calibration> {
     let views: Vec<_> = parts.iter().map(|a| a.view()).collect();
     let samples = ndarray::concatenate(Axis(1), &views)
         .map_err(|e| Error::invalid(first, format!("cannot pool the draws: {e}")))?;
-    let truth = truth.select(Axis(0), &all_rows);
+    let mut truth = truth.select(Axis(0), &all_rows);
+    if let Some(dir) = &args.anchor_loo {
+        let shift = LooShift::read(dir, n_genes)?;
+        let mut moved = 0usize;
+        for (mut row, &r) in truth.rows_mut().into_iter().zip(&all_rows) {
+            if let Some(s) = shift.of(&cohort.slides[r]) {
+                row += &s;
+                moved += 1;
+            }
+        }
+        if moved == 0 {
+            return Err(Error::invalid(
+                dir,
+                "none of the calibration slides had its anchor refitted; --anchor-loo is for the refitted model's draws on slides of the refit CSV",
+            ));
+        }
+    }
     let levels = calibration::fit_levels(samples.view(), truth.view(), &args.levels, first)?;
     let new = Calibration {
         cfg,
@@ -176,6 +197,7 @@ pub fn run_calibrate(args: &CalibrateOptions) -> Result<Calibration> {
         slides: all_rows.len(),
         values: truth.len(),
         fitted_on: Some(args.fitted_on.clone()),
+        draws: Some(samples.len_of(Axis(0))),
     };
     new.validate(first)?;
     let existing = if args.out.is_file() {
@@ -202,9 +224,10 @@ pub fn describe(c: &Calibration, out: &std::path::Path) -> String {
         })
         .collect();
     format!(
-        "calibration for guidance {} ({} time points) from {} slides × {} values: {} → {}",
+        "calibration for guidance {} ({} time points, {} draws) from {} slides × {} values: {} → {}",
         c.cfg,
         c.steps,
+        c.draws.map_or("?".into(), |d| d.to_string()),
         c.slides,
         c.values / c.slides.max(1),
         f.join(", "),
@@ -271,9 +294,13 @@ mod tests {
             out: out.clone(),
             levels: calibration::DEFAULT_LEVELS.to_vec(),
             fitted_on: "test".into(),
+            anchor_loo: None,
         };
         let c = run_calibrate(&args).unwrap();
         assert_eq!((c.slides, c.values, c.steps), (slides, slides * genes, 20));
+        // The draw count travels with the factors (rnafm-run warns on another one).
+        assert_eq!(c.draws, Some(n));
+        assert!(describe(&c, &out).contains("100 draws"));
         for l in &c.levels {
             assert!((l.factor - 2.0).abs() < 0.25, "{l:?}");
         }
@@ -286,6 +313,68 @@ mod tests {
         // a second fit for guidance 2 replaces the first
         run_calibrate(&args).unwrap();
         assert_eq!(calibration::read_file(&out).unwrap().len(), 2);
+        // --anchor-loo: each refitted slide's truth moves by its shift (the even slides
+        // here), the others stay; the same fit as on a CSV with those values moved.
+        let refit = d.join("refit");
+        std::fs::create_dir_all(&refit).unwrap();
+        let cohort = ReferenceCohort::read(&d.join("ref.csv")).unwrap();
+        let even: Vec<usize> = (0..slides).step_by(2).collect();
+        let shift = ndarray::Array2::from_shape_fn((even.len(), genes), |(i, g)| {
+            0.5 * ((i + g) % 3) as f32 - 0.4
+        });
+        LooShift {
+            slides: even.iter().map(|&s| format!("s{s}.svs")).collect(),
+            shift: shift.clone(),
+        }
+        .write(&refit)
+        .unwrap();
+        let mut moved = cohort.log2.clone();
+        for (i, &s) in even.iter().enumerate() {
+            let mut row = moved.row_mut(s);
+            row += &shift.row(i);
+        }
+        rnafm_runtime::reference_csv::write_reference_csv(
+            &d.join("moved.csv"),
+            &cohort.slides,
+            &cohort.patients,
+            None,
+            &cohort.genes,
+            &moved,
+        )
+        .unwrap();
+        let loo = run_calibrate(&CalibrateOptions {
+            anchor_loo: Some(refit.clone()),
+            out: d.join("loo.json"),
+            ..args.clone()
+        })
+        .unwrap();
+        let by_csv = run_calibrate(&CalibrateOptions {
+            truth: d.join("moved.csv"),
+            out: d.join("moved.json"),
+            ..args.clone()
+        })
+        .unwrap();
+        for (a, b) in loo.levels.iter().zip(&by_csv.levels) {
+            assert!((a.factor - b.factor).abs() < 1e-4, "{a:?} {b:?}");
+        }
+        assert!(
+            (loo.levels[0].factor - c.levels[0].factor).abs() > 0.05,
+            "{loo:?}"
+        );
+        // a shift of another model's gene count is refused, naming the file
+        LooShift {
+            slides: vec!["s0.svs".into()],
+            shift: ndarray::Array2::zeros((1, genes + 1)),
+        }
+        .write(&refit)
+        .unwrap();
+        let e = run_calibrate(&CalibrateOptions {
+            anchor_loo: Some(refit.clone()),
+            ..args.clone()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("anchor_loo_shift.npy"), "{e}");
         // Cross-fitting: the same draws split over two folders (as two folds' models on
         // their held-out slides) give the same fit as one folder.
         let halves = [d.join("fold_a"), d.join("fold_b")];
@@ -343,6 +432,7 @@ mod tests {
             slides: 1,
             values: 1,
             fitted_on: None,
+            draws: None,
         }
     }
 }

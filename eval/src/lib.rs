@@ -9,6 +9,7 @@
 //! - [`oracle`]: a synthetic cohort's true conditional distribution and comparisons with it.
 //! - [`cv_metrics`]: `metrics.json` of a cross-validation (used by the trainer).
 //! - [`versus`]: paired bootstrap of one model's mean r against another's.
+//! - [`pool`]: the mean of such differences over cohorts, with an interval (`rnafm-eval pool`).
 //! - [`ridge`]: the ridge baseline on order-invariant summaries of the cluster features.
 //! - [`evaluate`], [`calibrate`], [`synth`], [`report`]: the `rnafm-eval` commands.
 
@@ -18,6 +19,7 @@ pub mod evaluate;
 pub mod gene_scores;
 pub mod oracle;
 pub mod plots;
+pub mod pool;
 pub mod report;
 pub mod ridge;
 pub mod stats;

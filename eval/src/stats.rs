@@ -122,30 +122,50 @@ pub fn bootstrap_rows(
     n: usize,
     replicates: usize,
     seed: u64,
-    mut stat: impl FnMut(&[usize]) -> Vec<f64>,
+    stat: impl FnMut(&[usize]) -> Vec<f64>,
 ) -> Vec<PercentileInterval> {
+    bootstrap_replicates(n, replicates, seed, stat)
+        .iter()
+        .map(|r| percentile_interval(r))
+        .collect()
+}
+
+/// The replicates of [`bootstrap_rows`] themselves: per statistic, one value per replicate in
+/// replicate order, non-finite values kept (so that replicates of different statistics, or
+/// of different cohorts, can be lined up).
+pub fn bootstrap_replicates(
+    n: usize,
+    replicates: usize,
+    seed: u64,
+    mut stat: impl FnMut(&[usize]) -> Vec<f64>,
+) -> Vec<Vec<f64>> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut reps: Vec<Vec<f64>> = Vec::new();
-    for _ in 0..replicates {
+    for done in 0..replicates {
         let idx: Vec<usize> = (0..n).map(|_| rng.random_range(0..n)).collect();
         let values = stat(&idx);
-        reps.resize_with(values.len().max(reps.len()), Vec::new);
-        for (slot, v) in reps.iter_mut().zip(values) {
-            if v.is_finite() {
-                slot.push(v);
-            }
+        if values.len() > reps.len() {
+            reps.resize_with(values.len(), || vec![f64::NAN; done]);
+        }
+        for (slot, v) in reps
+            .iter_mut()
+            .zip(values.into_iter().chain(std::iter::repeat(f64::NAN)))
+        {
+            slot.push(v);
         }
     }
-    reps.into_iter()
-        .map(|mut r| {
-            r.sort_by(f64::total_cmp);
-            PercentileInterval {
-                low: quantile_sorted(&r, 0.025),
-                high: quantile_sorted(&r, 0.975),
-                replicates: r.len(),
-            }
-        })
-        .collect()
+    reps
+}
+
+/// 95% percentile interval of replicate values; non-finite values drop out.
+pub fn percentile_interval(values: &[f64]) -> PercentileInterval {
+    let mut r: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    r.sort_by(f64::total_cmp);
+    PercentileInterval {
+        low: quantile_sorted(&r, 0.025),
+        high: quantile_sorted(&r, 0.975),
+        replicates: r.len(),
+    }
 }
 
 /// |a − b| ≤ tol (for the crate's tests).

@@ -5,13 +5,13 @@
 //! slides with replacement, both models on the same resample, and recomputing each one's mean
 //! r over its gene sets gives the spread of the difference. The gene sets stay fixed (each
 //! model's own ranking), as in the point estimate. Percentile intervals from
-//! [`bootstrap_rows`]; a crate for this would still need our per-gene r and top-k
+//! [`bootstrap_replicates`](crate::stats::bootstrap_replicates); a crate for this would still need our per-gene r and top-k
 //! definitions, which are the bulk of it.
 
 use ndarray::{ArrayView2, Axis};
 
 use crate::gene_scores::{per_gene, summarize};
-use crate::stats::{PercentileInterval, bootstrap_rows};
+use crate::stats::{bootstrap_replicates, percentile_interval};
 
 /// Difference (first model − second) of mean r over one gene set.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -24,6 +24,11 @@ pub struct PairedDifference {
     pub ci_low: f64,
     pub ci_high: f64,
     pub replicates: usize,
+    /// Every replicate's difference in replicate order (null where a resample left it
+    /// undefined), so that `rnafm-eval pool` can combine cohorts' bootstraps into one
+    /// interval for the mean over cohorts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicate_differences: Vec<Option<f64>>,
 }
 
 /// One model's predictions (slides × genes) and the ranking that picks its top-k genes
@@ -58,7 +63,7 @@ pub fn paired_bootstrap(
             .collect::<Vec<_>>()
     };
     let point = diff(a, b, truth);
-    let intervals = bootstrap_rows(truth.nrows(), replicates, seed, |idx| {
+    let reps = bootstrap_replicates(truth.nrows(), replicates, seed, |idx| {
         diff(
             a.select(Axis(0), idx).view(),
             b.select(Axis(0), idx).view(),
@@ -71,21 +76,17 @@ pub fn paired_bootstrap(
     point
         .into_iter()
         // (no replicates: no intervals, NaN bounds)
-        .zip(
-            intervals
-                .into_iter()
-                .chain(std::iter::repeat(PercentileInterval {
-                    low: f64::NAN,
-                    high: f64::NAN,
-                    replicates: 0,
-                })),
-        )
-        .map(|((top_k, difference), ci)| PairedDifference {
-            top_k,
-            difference,
-            ci_low: ci.low,
-            ci_high: ci.high,
-            replicates: ci.replicates,
+        .zip(reps.into_iter().chain(std::iter::repeat(Vec::new())))
+        .map(|((top_k, difference), r)| {
+            let ci = percentile_interval(&r);
+            PairedDifference {
+                top_k,
+                difference,
+                ci_low: ci.low,
+                ci_high: ci.high,
+                replicates: ci.replicates,
+                replicate_differences: r.into_iter().map(|v| v.is_finite().then_some(v)).collect(),
+            }
         })
         .collect()
 }
@@ -127,6 +128,12 @@ mod tests {
         for x in &d {
             assert!(x.ci_low > 0.2 && x.ci_low <= x.difference && x.difference <= x.ci_high);
             assert_eq!(x.replicates, 400);
+            // The replicates themselves travel with it (for `rnafm-eval pool`), and give
+            // back the interval.
+            assert_eq!(x.replicate_differences.len(), 400);
+            let r: Vec<f64> = x.replicate_differences.iter().map(|v| v.unwrap()).collect();
+            let ci = crate::stats::percentile_interval(&r);
+            assert_eq!((ci.low, ci.high), (x.ci_low, x.ci_high));
         }
         let twin = noisy(&truth, 0.3, &mut rng);
         let d = paired_bootstrap(scored(&good), scored(&twin), truth.view(), &[], 400, 7);

@@ -48,7 +48,7 @@ fn synth(dir: &Path) {
 fn help_lists_the_commands_and_version_prints() {
     let o = eval_cmd().arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&o.stdout);
-    for c in ["evaluate", "calibrate", "report", "synth"] {
+    for c in ["evaluate", "calibrate", "report", "synth", "ridge", "pool"] {
         assert!(help.contains(c), "{help}");
     }
     let v = eval_cmd().arg("--version").output().unwrap();
@@ -185,4 +185,83 @@ fn ridge_predicts_external_slides() {
         "{err}"
     );
     assert!(!d.join("bad.npy").exists());
+}
+
+/// `pool` on two cohorts' `evaluate --versus` reports: perfect predictions against the
+/// truth with noise added beat it in both, and the pooled line says so with an interval
+/// above 0; the JSON holds the mean of the two differences. A report without --versus is
+/// one line naming it.
+#[test]
+fn pool_averages_two_cohorts_differences() {
+    use rand::SeedableRng;
+    use rand_distr::{Distribution, Normal};
+    let dir = tempfile::tempdir().unwrap();
+    let mut reports = Vec::new();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    for k in 0..2 {
+        let c = dir.path().join(format!("cohort{k}"));
+        synth(&c);
+        let truth = ReferenceCohort::read(&c.join("reference.csv")).unwrap();
+        let good = dir.path().join(format!("good{k}.npy"));
+        rnafm_runtime::npy::write_npy(&good, &truth.log2).unwrap();
+        let noise = Normal::new(0.0f32, 1.0).unwrap();
+        let bad = truth.log2.mapv(|v| v + noise.sample(&mut rng));
+        let badp = dir.path().join(format!("bad{k}.npy"));
+        rnafm_runtime::npy::write_npy(&badp, &bad).unwrap();
+        let out = dir.path().join(format!("eval{k}.json"));
+        let o = eval_cmd()
+            .arg("evaluate")
+            .arg("--pred")
+            .arg(&good)
+            .arg("--truth")
+            .arg(c.join("reference.csv"))
+            .arg("--versus")
+            .arg(&badp)
+            .args(["--replicates", "200", "--out"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        reports.push(out);
+    }
+    let pooled = dir.path().join("pool.json");
+    let o = eval_cmd()
+        .arg("pool")
+        .args(&reports)
+        .arg("-o")
+        .arg(&pooled)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(table.starts_with("mean over 2 cohorts"), "{table}");
+    let p: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&pooled).unwrap()).unwrap();
+    let each: Vec<f64> = reports
+        .iter()
+        .map(|r| {
+            let v: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(r).unwrap()).unwrap();
+            v["versus"]["differences"][0]["difference"]
+                .as_f64()
+                .unwrap()
+        })
+        .collect();
+    let all = &p["differences"][0];
+    assert!(all["top_k"].is_null());
+    let d = all["difference"].as_f64().unwrap();
+    assert!((d - (each[0] + each[1]) / 2.0).abs() < 1e-12, "{all}");
+    assert!(all["ci_low"].as_f64().unwrap() > 0.0, "{all}");
+
+    let o = eval_cmd()
+        .arg("pool")
+        .arg(&reports[0])
+        .arg(dir.path().join("cohort0/synth.json"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("synth.json") && err.trim().lines().count() == 1,
+        "{err}"
+    );
 }

@@ -52,6 +52,12 @@ pub struct Calibration {
     /// What the fit ran on, e.g. "validation patients of fold 0".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fitted_on: Option<String>,
+    /// Draws per slide of the fit. The factor depends on it: the outer quantiles of fewer
+    /// draws sit closer to the median, so a factor fitted on fewer draws than a run makes
+    /// widens that run's intervals too much, and one fitted on more too little (README,
+    /// "Interval calibration"). Absent in calibrations written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draws: Option<usize>,
 }
 
 /// The fit's scores for one level at one (slide, gene): see the module docs.
@@ -147,7 +153,7 @@ pub fn fit_levels(
 }
 
 impl Calibration {
-    /// Checks levels (ascending, in (0, 1)) and factors (finite, > 0).
+    /// Checks levels (ascending, in (0, 1)), factors (finite, > 0) and the draw count (≥ 2).
     pub fn validate(&self, origin: &Path) -> Result<()> {
         if self.levels.is_empty() {
             return Err(Error::invalid(origin, "calibration has no levels"));
@@ -175,6 +181,12 @@ impl Calibration {
             return Err(Error::invalid(
                 origin,
                 "calibration cfg must be finite and steps >= 2",
+            ));
+        }
+        if self.draws.is_some_and(|d| d < 2) {
+            return Err(Error::invalid(
+                origin,
+                "calibration draws must be >= 2 (its factors come from quantiles of the draws)",
             ));
         }
         Ok(())
@@ -281,15 +293,26 @@ pub struct CalibrationUse {
     /// The calibration applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration: Option<Calibration>,
+    /// A warning about the calibration applied (fitted on another number of draws).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 impl CalibrationUse {
-    /// Picks the calibration of `all` for a run at (`cfg`, `steps`) unless `disabled`.
-    pub fn choose(all: &[Calibration], cfg: f32, steps: usize, disabled: bool) -> Self {
+    /// Picks the calibration of `all` for a run of `draws` draws per slide at (`cfg`,
+    /// `steps`) unless `disabled`.
+    pub fn choose(
+        all: &[Calibration],
+        cfg: f32,
+        steps: usize,
+        draws: usize,
+        disabled: bool,
+    ) -> Self {
         let not = |reason: String| CalibrationUse {
             applied: false,
             reason: Some(reason),
             calibration: None,
+            warning: None,
         };
         if disabled {
             return not("turned off (--no-calibration)".into());
@@ -302,6 +325,13 @@ impl CalibrationUse {
                 applied: true,
                 reason: None,
                 calibration: Some(c.clone()),
+                warning: c.draws.filter(|&d| d != draws).map(|d| {
+                    format!(
+                        "the intervals were calibrated on {d} draws per slide and this run makes {draws}, \
+                         so they come out {} (fit the calibration on {draws} draws per slide)",
+                        if draws < d { "too narrow" } else { "somewhat too wide" }
+                    )
+                }),
             },
             None => {
                 let have: Vec<String> = all
@@ -331,11 +361,13 @@ pub fn describe(all: &[Calibration]) -> String {
                 .map(|l| format!("{:.0}% ×{:.2}", l.level * 100.0, l.factor))
                 .collect();
             format!(
-                "guidance {} with {} time points ({}; {} slides)",
+                "guidance {} with {} time points ({}; {} slides{})",
                 c.cfg,
                 c.steps,
                 f.join(", "),
-                c.slides
+                c.slides,
+                c.draws
+                    .map_or(String::new(), |d| format!(", {d} draws each"))
             )
         })
         .collect();
@@ -370,6 +402,7 @@ mod tests {
             slides: 1,
             values: 1,
             fitted_on: None,
+            draws: None,
         }
     }
 

@@ -3,6 +3,7 @@
 //! depend on burn.
 
 pub mod anchor;
+pub mod anchor_refit;
 pub mod atomic;
 pub mod bundle;
 pub mod bundle_members;

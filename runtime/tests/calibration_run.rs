@@ -29,6 +29,7 @@ fn calibration(cfg: f32, factor: f64) -> Calibration {
         slides: 4,
         values: 32,
         fitted_on: Some("test".into()),
+        draws: None,
     }
 }
 
@@ -124,7 +125,18 @@ fn calibration_scales_interval_widths_by_the_stored_factor() {
     write_bundle(
         &root.join("model"),
         &bundle,
-        vec![calibration(2.0, 1.5), calibration(3.0, 0.5)],
+        vec![
+            // fitted on as many draws as run() makes; guidance 3's on more (no record
+            // would mean a calibration written before the count was kept)
+            Calibration {
+                draws: Some(41),
+                ..calibration(2.0, 1.5)
+            },
+            Calibration {
+                draws: Some(100),
+                ..calibration(3.0, 0.5)
+            },
+        ],
     );
     let slide = root.join("s.npy");
     let a = Array2::from_shape_fn((K, H), |(k, d)| (k as f32 - d as f32) * 0.3);
@@ -133,6 +145,7 @@ fn calibration_scales_interval_widths_by_the_stored_factor() {
     let cal = run(&bundle, &slide, &root.join("cal"), &[]);
     let raw = run(&bundle, &slide, &root.join("raw"), &["--no-calibration"]);
     assert_eq!(cal["calibration"]["applied"], true);
+    assert!(cal["calibration"].get("warning").is_none(), "{cal}");
     assert_eq!(
         cal["calibration"]["calibration"]["levels"][2]["factor"],
         1.5
@@ -161,6 +174,13 @@ fn calibration_scales_interval_widths_by_the_stored_factor() {
     // Guidance 3 has its own factor (0.5); guidance 2.5 has none: draws left as they are.
     let c3 = run(&bundle, &slide, &root.join("c3"), &["--cfg", "3"]);
     assert_eq!(c3["calibration"]["calibration"]["cfg"], 3.0);
+    // Fitted on 100 draws, applied to 41: said in run.json (and logged).
+    let w = c3["calibration"]["warning"].as_str().unwrap();
+    assert!(
+        w.contains("calibrated on 100 draws per slide and this run makes 41")
+            && w.contains("too narrow"),
+        "{w}"
+    );
     let r3 = run(
         &bundle,
         &slide,

@@ -71,7 +71,7 @@ pub fn run_sample<B: FusedOps>(args: &SampleOptions, device: &B::Device) -> Resu
         None => Vec::new(),
     };
     let points = args.time_points.max(2);
-    let used = CalibrationUse::choose(&cals, args.cfg, points, false);
+    let used = CalibrationUse::choose(&cals, args.cfg, points, args.samples.max(1), false);
     let (k, d, g) = (
         spec.config.clusters,
         spec.config.feat_dim,
@@ -199,6 +199,7 @@ mod tests {
                 slides: 1,
                 values: 1,
                 fitted_on: None,
+                draws: None,
             }],
         )
         .unwrap();

@@ -4,6 +4,7 @@
 
 pub mod allocator;
 pub mod anchor_fit;
+pub mod anchor_refit;
 pub mod bench;
 pub mod burn_sample;
 pub mod dataset;

@@ -900,6 +900,128 @@ fn anchor_travels_with_checkpoints_and_carries_the_mean() {
     assert!(!dir.join("reg").exists(), "{err}");
 }
 
+/// `refit-anchor`: the flow's files are kept byte for byte, the anchor is refitted on every
+/// slide of the CSV (so it fits the fold's held-out slides better than the fold's anchor,
+/// which never saw them), each slide's leave-one-out shift is written, and bad inputs are
+/// one line naming the file, with nothing written.
+#[test]
+fn refit_anchor_keeps_the_flow_and_refits_on_every_slide() {
+    use rnafm_runtime::anchor::{ANCHOR_FILE, Anchor};
+    use rnafm_runtime::anchor_refit::LooShift;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    cohort(dir);
+    train(
+        dir,
+        "run",
+        &[
+            "--epochs",
+            "2",
+            "--val-fraction",
+            "0.25",
+            "--cfg",
+            "1",
+            "--anchor",
+        ],
+    );
+    let refit = |out: &str, ck: &str| {
+        Command::new(env!("CARGO_BIN_EXE_rnafm-train"))
+            .current_dir(dir)
+            .args(["refit-anchor", "--checkpoint", ck, "--csv", "ref.csv"])
+            .args(["--features", "features", "--out", out])
+            .output()
+            .unwrap()
+    };
+    let o = refit("refit", "run/fold_0/best");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("anchor refitted on 16 slides"));
+    let (old, new) = (dir.join("run/fold_0/best"), dir.join("refit/best"));
+    for f in ["model.json", "ema.safetensors", "model.safetensors"] {
+        assert_eq!(
+            std::fs::read(old.join(f)).unwrap(),
+            std::fs::read(new.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    // the run's metrics (per-gene cross-validated r for the manifest) travel with it
+    assert!(new.join("metrics.json").is_file());
+    let spec = ModelSpec::read(&old.join("model.json")).unwrap();
+    let norm = spec.normalization.unwrap();
+    let cohort = rnafm_runtime::reference_csv::ReferenceCohort::read(&dir.join("ref.csv")).unwrap();
+    let feats = |s: &str| {
+        let stem = s.trim_end_matches(".svs");
+        rnafm_runtime::features::read_features(&dir.join(format!("features/{stem}.npy"))).unwrap()
+    };
+    let sq_err = |a: &Anchor, slides: &[String]| -> f64 {
+        slides
+            .iter()
+            .map(|s| {
+                let i = cohort.slides.iter().position(|x| x == s).unwrap();
+                let z = a.predict(feats(s).view());
+                (0..GENES)
+                    .map(|g| f64::from(norm.from_z(g, z[g]) - cohort.log2[[i, g]]).powi(2))
+                    .sum::<f64>()
+            })
+            .sum()
+    };
+    let (fold_a, new_a) = (
+        Anchor::read(&old.join(ANCHOR_FILE), 8, GENES).unwrap(),
+        Anchor::read(&new.join(ANCHOR_FILE), 8, GENES).unwrap(),
+    );
+    let held: Vec<String> = std::fs::read_to_string(dir.join("run/fold_0/heldout.txt"))
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert!(sq_err(&new_a, &held) < sq_err(&fold_a, &held));
+    // leave-one-out = refitted − shift, and it fits each slide worse than the refit does
+    let shift = LooShift::read(&dir.join("refit"), GENES).unwrap();
+    assert_eq!(shift.slides, cohort.slides);
+    let (mut in_sample, mut loo) = (0.0, 0.0);
+    for (i, s) in cohort.slides.iter().enumerate() {
+        let z = new_a.predict(feats(s).view());
+        for g in 0..GENES {
+            let full = norm.from_z(g, z[g]);
+            in_sample += f64::from(full - cohort.log2[[i, g]]).powi(2);
+            loo += f64::from(full - shift.shift[[i, g]] - cohort.log2[[i, g]]).powi(2);
+        }
+    }
+    assert!(
+        loo > in_sample,
+        "leave-one-out {loo} vs in-sample {in_sample}"
+    );
+    // run again: replaced
+    assert!(refit("refit", "run/fold_0/best").status.success());
+    // an existing folder that is not a refit, and a checkpoint without an anchor: one line
+    // naming the path, nothing written
+    std::fs::create_dir_all(dir.join("other")).unwrap();
+    let o = refit("other", "run/fold_0/best");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("other") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(dir.join("other")).unwrap().count(), 0);
+    train(dir, "plain", &["--epochs", "1", "--val-fraction", "0.25"]);
+    let o = refit("refit2", "plain/fold_0/best");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("anchor.safetensors"),
+        "{err}"
+    );
+    assert!(!dir.join("refit2").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".refit-anchor-")
+        })
+        .collect();
+    assert!(leftovers.is_empty());
+}
+
 /// Without size or schedule flags the trainer uses the default recipe (the one
 /// `scripts/bench-accuracy` measured): small network, lr 6e-3, EMA 0.99, one-step means,
 /// the auxiliary loss and the mean anchor, guidance 1. `--recipe paper` gives the paper's,

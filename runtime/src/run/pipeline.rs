@@ -97,10 +97,14 @@ impl SlidePipeline {
             &model.calibration,
             params.cfg,
             params.steps,
+            params.samples,
             settings.no_calibration,
         );
         if let (Some(reason), false) = (&calibration.reason, settings.no_calibration) {
             tracing::warn!("intervals are not calibrated: {reason}");
+        }
+        if let Some(w) = &calibration.warning {
+            tracing::warn!("{w}");
         }
         // Only the chosen calibration is applied to the draws.
         model.calibration = calibration.calibration.iter().cloned().collect();

@@ -85,6 +85,34 @@ enum Command {
     /// rnafm-run writes them; for models the ONNX exporter cannot take.
     #[command(allow_negative_numbers = true)]
     Sample(SampleArgs),
+    /// For the model you deploy: refit a fold checkpoint's mean anchor on every slide of a
+    /// reference CSV (normally all the patients the run trained on), keeping its flow.
+    #[command(
+        long_about = "For the model you deploy: refit a fold checkpoint's mean anchor \
+        on every slide of a reference CSV (normally every patient the run trained on; never \
+        slides you will score the model on), keeping its flow. A fold's anchor sees only the fold's training patients, so that \
+        its validation and held-out patients stay unseen; the deployed model can use all of \
+        them, and the anchor gives the predicted mean. Writes OUT/best (a checkpoint to \
+        export) and each slide's leave-one-out shift: calibrate the refitted model with \
+        `rnafm-eval calibrate --anchor-loo OUT -o OUT/calibration.json` on its draws for \
+        slides the fold's model never trained on, then `rnafm-export --onnx OUT/best` (it \
+        takes OUT/calibration.json). README, \"Typical use on real data\", step 3b."
+    )]
+    RefitAnchor(RefitArgs),
+}
+
+/// Flags of `rnafm-train refit-anchor`.
+#[derive(clap::Args)]
+struct RefitArgs {
+    /// The checkpoint whose flow is kept, e.g. <run>/fold_0/best.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    // The anchor is refitted on every slide of --csv (the long help says which).
+    #[command(flatten)]
+    cohort: CohortArgs,
+    /// Output folder (OUT/best is the checkpoint); an earlier refit there is replaced.
+    #[arg(short, long)]
+    out: PathBuf,
 }
 
 /// Flags of `rnafm-train sample`.
@@ -178,8 +206,10 @@ struct BenchArgs {
     device: DeviceArg,
 }
 
+/// The slides a command learns from: measured expression and slide features (`train`,
+/// `refit-anchor`).
 #[derive(clap::Args)]
-struct TrainArgs {
+struct CohortArgs {
     /// Reference CSV: wsi_file_name, patient_id, rna_<GENE> columns of FPKM-UQ.
     #[arg(long)]
     csv: PathBuf,
@@ -192,6 +222,12 @@ struct TrainArgs {
     /// rnafm-run's default), its means cached. Default: every file holds the same K rows.
     #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=4096))]
     clusters: Option<usize>,
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    #[command(flatten)]
+    cohort: CohortArgs,
     /// Pathway file (RNA-FM JSON index, or GMT); one token per pathway.
     #[arg(long)]
     pathways: Option<PathBuf>,
@@ -452,6 +488,24 @@ fn run(cmd: Command) -> Result<()> {
             Ok(())
         }
         Command::Report(a) => forward_to_eval("report", a),
+        Command::RefitAnchor(a) => {
+            let o = rnafm_trainer::anchor_refit::RefitOptions {
+                checkpoint: a.checkpoint,
+                csv: a.cohort.csv,
+                features: a.cohort.features,
+                clusters: a.cohort.clusters,
+                out: a.out,
+            };
+            let r = rnafm_trainer::anchor_refit::run_refit(&o)?;
+            println!(
+                "anchor refitted on {} slides (median λ {:.3} × mean eigenvalue), flow of {} → {}",
+                r.slides,
+                r.median_relative_lambda,
+                o.checkpoint.display(),
+                o.out.join("best").display()
+            );
+            Ok(())
+        }
     }
 }
 
@@ -509,9 +563,9 @@ fn train(a: TrainArgs) -> Result<()> {
         .map(|n| n as usize)
         .or(recipe.predict_time_points);
     let opts = TrainOptions {
-        csv: a.csv,
-        features: a.features,
-        clusters: a.clusters,
+        csv: a.cohort.csv,
+        features: a.cohort.features,
+        clusters: a.cohort.clusters,
         pathways: a.pathways,
         genes: a.genes,
         norm,

@@ -106,6 +106,11 @@ pub struct CalibrateArgs {
     /// What the slides are, recorded with the factors.
     #[arg(long, default_value = "validation patients")]
     pub fitted_on: String,
+    /// The `rnafm-train refit-anchor` folder of the model these draws come from: each
+    /// slide whose anchor was refitted on it is scored against its leave-one-out anchor
+    /// prediction (the draws of a model that never saw it) instead of its in-sample one.
+    #[arg(long, value_name = "DIR")]
+    pub anchor_loo: Option<PathBuf>,
 }
 
 impl From<CalibrateArgs> for calibrate::CalibrateOptions {
@@ -118,6 +123,7 @@ impl From<CalibrateArgs> for calibrate::CalibrateOptions {
             out: a.out,
             levels: a.levels,
             fitted_on: a.fitted_on,
+            anchor_loo: a.anchor_loo,
         }
     }
 }
@@ -365,4 +371,16 @@ mod tests {
             serde_json::to_value(synth::SynthOptions::new("o")).unwrap()
         );
     }
+}
+
+/// Arguments of `pool`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PoolArgs {
+    /// `rnafm-eval evaluate --versus` reports, one per cohort, each comparing the same two
+    /// models (e.g. every cohort's eval_rnafm_vs_ridge.json); at least two.
+    #[arg(required = true, num_args = 2.., value_name = "EVAL_JSON")]
+    pub evaluations: Vec<PathBuf>,
+    /// Where to write the JSON report (the table is printed either way).
+    #[arg(short, long)]
+    pub out: Option<PathBuf>,
 }

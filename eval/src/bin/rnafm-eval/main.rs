@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use rnafm_eval::{calibrate, evaluate, report, ridge, synth};
+use rnafm_eval::{calibrate, evaluate, pool, report, ridge, synth};
 
 mod args;
 
@@ -47,6 +47,9 @@ enum Command {
     /// cluster features (mean, sd, max), each gene's penalty chosen by leave-one-out error
     /// on the training slides; writes predictions for other slides.
     Ridge(args::RidgeArgs),
+    /// The mean over cohorts of `evaluate --versus` differences (one report per cohort),
+    /// with a 95% interval that resamples each cohort's slides on their own.
+    Pool(args::PoolArgs),
 }
 
 fn main() {
@@ -91,6 +94,10 @@ fn run(cmd: Command) -> Result<()> {
                 s.genes,
                 a.out.display()
             );
+        }
+        Command::Pool(a) => {
+            let r = pool::run_pool(&a.evaluations, a.out.as_deref())?;
+            print!("{}", pool::render_table(&r));
         }
     }
     Ok(())
