@@ -15,6 +15,7 @@ use rnafm_runtime::reference_csv::ReferenceCohort;
 use rnafm_runtime::{Error, Result, genes::GeneList};
 
 use crate::evaluate::read_predictions;
+use crate::model_pathways;
 use rnafm_runtime::slide_names::samples_file;
 
 #[derive(Debug, Clone)]
@@ -42,6 +43,19 @@ pub struct CalibrateOptions {
     /// refitted slide's truth is moved by its leave-one-out shift, so that the fit scores
     /// the draws a model that never saw the slide would make.
     pub anchor_loo: Option<PathBuf>,
+    /// Where the genes' pathway counts come from, for factors per gene group.
+    pub groups: GeneGroups,
+}
+
+/// The source of each gene's pathway count (`calibration::GeneGroup`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum GeneGroups {
+    /// The model named in the first --pred folder's run.json.
+    RunModel,
+    /// This model: a bundle (file or unpacked) or a checkpoint folder.
+    Model(PathBuf),
+    /// One set of factors for all genes.
+    None,
 }
 
 /// Sampling setting of the draws from the run's run.json: (cfg, steps).
@@ -189,7 +203,22 @@ pub fn run_calibrate(args: &CalibrateOptions) -> Result<Calibration> {
             ));
         }
     }
-    let levels = calibration::fit_levels(samples.view(), truth.view(), &args.levels, first)?;
+    let counts = match &args.groups {
+        GeneGroups::None => None,
+        GeneGroups::Model(m) => Some(model_pathways::pathway_counts(m)?),
+        GeneGroups::RunModel => Some(model_pathways::counts_for_run(
+            first,
+            None,
+            ", or --no-gene-groups",
+        )?),
+    };
+    let (levels, groups) = match &counts {
+        Some(c) => calibration::fit_grouped(samples.view(), truth.view(), &args.levels, c, first)?,
+        None => (
+            calibration::fit_levels(samples.view(), truth.view(), &args.levels, first)?,
+            Vec::new(),
+        ),
+    };
     let new = Calibration {
         cfg,
         steps,
@@ -198,6 +227,8 @@ pub fn run_calibrate(args: &CalibrateOptions) -> Result<Calibration> {
         values: truth.len(),
         fitted_on: Some(args.fitted_on.clone()),
         draws: Some(samples.len_of(Axis(0))),
+        groups,
+        anchor_loo: args.anchor_loo.is_some(),
     };
     new.validate(first)?;
     let existing = if args.out.is_file() {
@@ -209,8 +240,34 @@ pub fn run_calibrate(args: &CalibrateOptions) -> Result<Calibration> {
     Ok(new)
 }
 
-/// The one line the command prints: the factor of each level and the coverage before it.
+/// What the command prints: the factor of each level and the coverage before it, over all
+/// genes, then a line per gene group.
 pub fn describe(c: &Calibration, out: &std::path::Path) -> String {
+    let mut text = describe_all(c, out);
+    for g in &c.groups {
+        let f: Vec<String> = g
+            .levels
+            .iter()
+            .map(|l| {
+                format!(
+                    "{:.0}%: ×{:.3} ({:.1}% before)",
+                    l.level * 100.0,
+                    l.factor,
+                    l.coverage_before * 100.0
+                )
+            })
+            .collect();
+        text.push_str(&format!(
+            "\n  {} ({} genes): {}",
+            g.label(),
+            g.genes,
+            f.join(", ")
+        ));
+    }
+    text
+}
+
+fn describe_all(c: &Calibration, out: &std::path::Path) -> String {
     let f: Vec<String> = c
         .levels
         .iter()
@@ -246,12 +303,17 @@ mod tests {
     /// Draws in an rnafm-run folder whose spread is half the truth's: the fitted factors
     /// are about 2, merge with an existing entry for another guidance, and calibrated
     /// draws are refused.
-    #[test]
-    fn fits_from_an_rnafm_run_folder() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        let (slides, genes, n) = (30usize, 40usize, 100usize);
-        let mut rng = ChaCha8Rng::seed_from_u64(11);
+    /// `d/ref.csv` and an rnafm-run folder `d/pred` of `n` draws per slide with sd 0.3;
+    /// gene g's true log2 value has sd `truth_sd(g)`. Slides are named `s<i><ext>` in the
+    /// CSV; rnafm-run writes the draws without the extension.
+    fn cohort_with_draws(
+        d: &Path,
+        (slides, genes, n): (usize, usize, usize),
+        seed: u64,
+        ext: &str,
+        truth_sd: impl Fn(usize) -> f64,
+    ) -> PathBuf {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut csv = String::from("wsi_file_name,patient_id");
         for g in 0..genes {
             csv.push_str(&format!(",rna_G{g}"));
@@ -260,22 +322,31 @@ mod tests {
         let pred = d.join("pred");
         std::fs::create_dir_all(&pred).unwrap();
         for s in 0..slides {
-            // GDC-style names; rnafm-run writes the draws without the extension
-            csv.push_str(&format!("s{s}.svs,p{s}"));
+            csv.push_str(&format!("s{s}{ext},p{s}"));
             let mut draws = Array2::<f32>::zeros((n, genes));
             for g in 0..genes {
                 let mu = 3.0 + (s * 7 + g) as f64 % 5.0;
-                let log2 = Normal::new(mu, 0.6).unwrap().sample(&mut rng);
+                let log2 = Normal::new(mu, truth_sd(g)).unwrap().sample(&mut rng);
                 csv.push_str(&format!(",{}", log2.exp2() - 1.0));
-                let half = Normal::new(mu, 0.3).unwrap();
+                let dr = Normal::new(mu, 0.3).unwrap();
                 for r in 0..n {
-                    draws[[r, g]] = half.sample(&mut rng) as f32;
+                    draws[[r, g]] = dr.sample(&mut rng) as f32;
                 }
             }
             csv.push('\n');
             rnafm_runtime::npy::write_npy(&pred.join(format!("s{s}.samples.npy")), &draws).unwrap();
         }
         std::fs::write(d.join("ref.csv"), csv).unwrap();
+        pred
+    }
+
+    #[test]
+    fn fits_from_an_rnafm_run_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let (slides, genes, n) = (30usize, 40usize, 100usize);
+        // GDC-style names
+        let pred = cohort_with_draws(d, (slides, genes, n), 11, ".svs", |_| 0.6);
         let run_json = |applied: bool| {
             serde_json::json!({"cfg": 2.0, "steps": 20, "unit": "log2(FPKM-UQ+1)",
                 "calibration": {"applied": applied}})
@@ -295,6 +366,7 @@ mod tests {
             levels: calibration::DEFAULT_LEVELS.to_vec(),
             fitted_on: "test".into(),
             anchor_loo: None,
+            groups: GeneGroups::None,
         };
         let c = run_calibrate(&args).unwrap();
         assert_eq!((c.slides, c.values, c.steps), (slides, slides * genes, 20));
@@ -361,6 +433,8 @@ mod tests {
             (loo.levels[0].factor - c.levels[0].factor).abs() > 0.05,
             "{loo:?}"
         );
+        // recorded, so that rnafm-export can refuse the other with a refitted checkpoint
+        assert!(loo.anchor_loo && !by_csv.anchor_loo);
         // a shift of another model's gene count is refused, naming the file
         LooShift {
             slides: vec!["s0.svs".into()],
@@ -420,6 +494,107 @@ mod tests {
         );
     }
 
+    /// Genes 0–59 in no pathway drawn as wide as their truth, genes 60–119 in two
+    /// pathways drawn half as wide: the groups come from the model (a checkpoint folder,
+    /// or the model run.json names) and recover both; a model that cannot be read is
+    /// refused on one line that says what to pass.
+    #[test]
+    fn groups_genes_by_the_models_pathways() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let (slides, genes, n) = (30usize, 120usize, 60usize);
+        let pred = cohort_with_draws(
+            d,
+            (slides, genes, n),
+            5,
+            "",
+            |g| {
+                if g < 60 { 0.3 } else { 0.6 }
+            },
+        );
+        // a checkpoint folder's model.json: two pathways over genes 60–119, the rest background
+        let ck = d.join("ck");
+        std::fs::create_dir_all(&ck).unwrap();
+        let half: Vec<usize> = (60..genes).collect();
+        let spec = serde_json::json!({
+            "config": {"hidden": 8, "depth": 1, "heads": 2, "graph_heads": 2, "clusters": 4,
+                "feat_dim": 4, "genes": genes, "mlp_ratio": 4, "cond_drop": 0.1,
+                "graph_attention": true, "tokens": "pathways"},
+            "genes": (0..genes).map(|g| format!("G{g}")).collect::<Vec<_>>(),
+            "pathways": {"n_genes": genes, "names": ["A", "B"], "members": [half, half],
+                "background": (0..60).collect::<Vec<_>>()},
+        });
+        std::fs::write(ck.join("model.json"), spec.to_string()).unwrap();
+        let run_json = |model: Option<&Path>| {
+            let mut v = serde_json::json!({"cfg": 1.0, "steps": 20,
+                "unit": "log2(FPKM-UQ+1)", "calibration": {"applied": false}});
+            if let Some(m) = model {
+                v["model"] = m.display().to_string().into();
+            }
+            v.to_string()
+        };
+        std::fs::write(pred.join("run.json"), run_json(Some(&ck))).unwrap();
+        let args = CalibrateOptions {
+            pred: vec![pred.clone()],
+            truth: d.join("ref.csv"),
+            genes: None,
+            slides: vec![],
+            out: d.join("c.json"),
+            levels: calibration::DEFAULT_LEVELS.to_vec(),
+            fitted_on: "test".into(),
+            anchor_loo: None,
+            groups: GeneGroups::RunModel,
+        };
+        let c = run_calibrate(&args).unwrap();
+        assert_eq!(c.groups.len(), 2, "{c:?}");
+        assert_eq!(c.groups[0].label(), "background genes");
+        assert_eq!(c.groups[1].label(), "1+ pathways");
+        assert_eq!((c.groups[0].genes, c.groups[1].genes), (60, 60));
+        for (g0, g1) in c.groups[0].levels.iter().zip(&c.groups[1].levels) {
+            assert!((g0.factor - 1.0).abs() < 0.2, "{g0:?}");
+            assert!((g1.factor - 2.0).abs() < 0.35, "{g1:?}");
+        }
+        let text = describe(&c, &args.out);
+        assert!(
+            text.contains("\n  background genes (60 genes): 50%: ×"),
+            "{text}"
+        );
+        // the same through --model; one set for all genes with --no-gene-groups
+        let by_model = run_calibrate(&CalibrateOptions {
+            groups: GeneGroups::Model(ck.clone()),
+            ..args.clone()
+        })
+        .unwrap();
+        assert_eq!(by_model.groups, c.groups);
+        // rnafm-train sample's run.json names its checkpoint instead
+        let burn = serde_json::json!({"cfg": 1.0, "steps": 20, "unit": "log2(FPKM-UQ+1)",
+            "checkpoint": ck.display().to_string()});
+        std::fs::write(pred.join("run.json"), burn.to_string()).unwrap();
+        assert_eq!(run_calibrate(&args).unwrap().groups, c.groups);
+        std::fs::write(pred.join("run.json"), run_json(Some(&ck))).unwrap();
+        let one = run_calibrate(&CalibrateOptions {
+            groups: GeneGroups::None,
+            ..args.clone()
+        })
+        .unwrap();
+        assert!(one.groups.is_empty());
+        assert_eq!(one.levels, c.levels);
+        // run.json naming no model, or a model that is gone
+        std::fs::write(pred.join("run.json"), run_json(None)).unwrap();
+        let e = run_calibrate(&args).unwrap_err().to_string();
+        assert!(
+            e.contains("run.json") && e.contains("--no-gene-groups"),
+            "{e}"
+        );
+        std::fs::write(pred.join("run.json"), run_json(Some(&d.join("gone.rnafm")))).unwrap();
+        let e = run_calibrate(&args).unwrap_err().to_string();
+        assert!(
+            e.contains("run.json") && e.contains("gone.rnafm") && e.contains("--model"),
+            "{e}"
+        );
+        assert!(!e.contains('\n'), "{e}");
+    }
+
     fn calibration_entry(cfg: f32) -> Calibration {
         Calibration {
             cfg,
@@ -433,6 +608,8 @@ mod tests {
             values: 1,
             fitted_on: None,
             draws: None,
+            groups: Vec::new(),
+            anchor_loo: false,
         }
     }
 }

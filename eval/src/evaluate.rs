@@ -11,7 +11,7 @@ use rnafm_runtime::{Error, Result, genes::GeneList, npy, reference_csv::Referenc
 
 use crate::gene_scores::{GeneSetSummary, TOP_KS, per_gene, summarize};
 use crate::oracle::{OracleComparison, compare_with_oracle, read_oracle};
-use crate::uncertainty::{UncertaintyScores, uncertainty};
+use crate::uncertainty::{GroupCoverage, UncertaintyScores, coverage_by_group, uncertainty};
 use crate::versus::{PairedDifference, Scored, paired_bootstrap};
 
 /// Arguments of `evaluate`.
@@ -52,6 +52,9 @@ pub struct EvaluateOptions {
     pub versus_rank_by: Option<PathBuf>,
     /// Bootstrap replicates for --versus.
     pub replicates: usize,
+    /// The model the predictions come from (bundle or checkpoint folder): interval
+    /// coverage is also reported per group of genes by pathway count.
+    pub model: Option<PathBuf>,
 }
 
 /// Everything `evaluate` reports.
@@ -63,6 +66,9 @@ pub struct EvalReport {
     pub accuracy: Vec<GeneSetSummary>,
     pub ranked_by: String,
     pub uncertainty: Option<UncertaintyScores>,
+    /// With `--model` and draws: coverage per gene group by pathway count.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coverage_by_group: Option<Vec<GroupCoverage>>,
     pub oracle: Option<OracleComparison>,
     /// Against the --versus predictions: difference in mean r per gene set.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -152,7 +158,24 @@ pub fn run_evaluate(args: &EvaluateOptions) -> Result<EvalReport> {
         }
         None => None,
     };
+    let coverage_by_group = match (&args.model, &samples) {
+        (Some(m), Some(a)) => {
+            let counts = crate::model_pathways::pathway_counts(m)?;
+            if counts.len() != n_genes {
+                return Err(Error::invalid(
+                    m,
+                    format!(
+                        "the model has {} genes, the predictions {n_genes}",
+                        counts.len()
+                    ),
+                ));
+            }
+            Some(coverage_by_group(a.view(), truth.view(), &counts))
+        }
+        _ => None,
+    };
     let report = EvalReport {
+        coverage_by_group,
         versus,
         slides: s,
         genes: n_genes,
@@ -351,6 +374,14 @@ pub fn render_table(r: &EvalReport) -> String {
             u.gaussian_nll, u.crps, u.spearman_var_abs_err
         );
     }
+    for g in r.coverage_by_group.iter().flatten() {
+        let cov: Vec<String> = g
+            .coverage
+            .iter()
+            .map(|c| format!("{:.0}%: {:.1}%", c.level * 100.0, c.covered * 100.0))
+            .collect();
+        let _ = writeln!(s, "  {} ({} genes)  {}", g.group, g.genes, cov.join("  "));
+    }
     if let Some(o) = &r.oracle {
         let _ = writeln!(
             s,
@@ -407,6 +438,7 @@ mod tests {
             versus: None,
             versus_rank_by: None,
             replicates: 1000,
+            model: None,
             oracle: None,
             out: Some(dir.path().join("r.json")),
             present_only: false,
@@ -469,6 +501,7 @@ mod tests {
             versus: None,
             versus_rank_by: None,
             replicates: 1000,
+            model: None,
             oracle: None,
             out: Some(dir.path().join("r.json")),
             present_only: false,
@@ -485,6 +518,7 @@ mod tests {
         let me = EvaluateOptions {
             versus: Some(args.pred.clone()),
             replicates: 50,
+            model: None,
             ..args.clone()
         };
         let v = run_evaluate(&me).unwrap().versus.unwrap();
@@ -548,6 +582,7 @@ mod tests {
             versus: None,
             versus_rank_by: None,
             replicates: 1000,
+            model: None,
             oracle: None,
             out: Some(dir.path().join("r.json")),
             present_only: false,

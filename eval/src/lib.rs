@@ -6,6 +6,7 @@
 //! - [`stats`]: scalar statistics (Pearson, ranks, quantiles, CRPS, NLL, bootstrap).
 //! - [`gene_scores`]: per-gene r and RMSE over slides and their all/top-k summaries.
 //! - [`uncertainty`]: interval coverage, calibration curve, NLL, CRPS of sample ensembles.
+//! - [`model_pathways`]: each gene's pathway count from a model (coverage per gene group).
 //! - [`oracle`]: a synthetic cohort's true conditional distribution and comparisons with it.
 //! - [`cv_metrics`]: `metrics.json` of a cross-validation (used by the trainer).
 //! - [`versus`]: paired bootstrap of one model's mean r against another's.
@@ -17,6 +18,7 @@ pub mod calibrate;
 pub mod cv_metrics;
 pub mod evaluate;
 pub mod gene_scores;
+pub mod model_pathways;
 pub mod oracle;
 pub mod plots;
 pub mod pool;

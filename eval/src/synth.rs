@@ -969,6 +969,7 @@ mod tests {
             versus: None,
             versus_rank_by: None,
             replicates: 1000,
+            model: None,
             oracle: Some(dir.path().join(ORACLE_NPZ)),
             out: Some(dir.path().join("report.json")),
             present_only: false,

@@ -89,6 +89,73 @@ pub fn uncertainty(samples: ArrayView3<'_, f32>, truth: ArrayView2<'_, f32>) -> 
     }
 }
 
+/// Interval coverage of one group of genes by pathway count (`calibration::GeneGroup`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct GroupCoverage {
+    /// e.g. "4–10 pathways".
+    pub group: String,
+    pub min_pathways: usize,
+    pub max_pathways: Option<usize>,
+    pub genes: usize,
+    pub coverage: Vec<Coverage>,
+}
+
+/// Coverage at [`INTERVAL_LEVELS`] per gene group of the calibration's grouping
+/// (`calibration::group_ranges` of `pathway_counts`, the model's count per gene):
+/// whether intervals are right for genes in many pathways as for the rest.
+pub fn coverage_by_group(
+    samples: ArrayView3<'_, f32>,
+    truth: ArrayView2<'_, f32>,
+    pathway_counts: &[usize],
+) -> Vec<GroupCoverage> {
+    let (n, s, g) = samples.dim();
+    assert_eq!(g, pathway_counts.len(), "pathway counts and genes differ");
+    let mut buf = vec![0f64; n];
+    rnafm_runtime::calibration::group_ranges(pathway_counts)
+        .into_iter()
+        .map(|(min_pathways, max_pathways)| {
+            let group = rnafm_runtime::calibration::GeneGroup {
+                min_pathways,
+                max_pathways,
+                genes: 0,
+                values: 0,
+                levels: Vec::new(),
+            };
+            let genes: Vec<usize> = (0..g).filter(|&j| group.holds(pathway_counts[j])).collect();
+            let mut inside = [0usize; INTERVAL_LEVELS.len()];
+            for i in 0..s {
+                for &j in &genes {
+                    for (b, &v) in buf.iter_mut().zip(samples.slice(ndarray::s![.., i, j])) {
+                        *b = f64::from(v);
+                    }
+                    buf.sort_by(f64::total_cmp);
+                    let y = f64::from(truth[[i, j]]);
+                    for (c, &level) in inside.iter_mut().zip(&INTERVAL_LEVELS) {
+                        let lo = quantile_sorted(&buf, (1.0 - level) / 2.0);
+                        let hi = quantile_sorted(&buf, (1.0 + level) / 2.0);
+                        *c += usize::from(lo <= y && y <= hi);
+                    }
+                }
+            }
+            let total = (s * genes.len()).max(1) as f64;
+            GroupCoverage {
+                group: group.label(),
+                min_pathways,
+                max_pathways,
+                genes: genes.len(),
+                coverage: INTERVAL_LEVELS
+                    .iter()
+                    .zip(inside)
+                    .map(|(&level, c)| Coverage {
+                        level,
+                        covered: c as f64 / total,
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,5 +183,28 @@ mod tests {
         let c0 = crps_sorted(&[0.0, 1.0, 2.0, 3.0, 4.0], 2.0);
         let c1 = crps_sorted(&[10.0, 12.0, 14.0, 16.0, 18.0], 30.0);
         assert!(close(u.crps, (c0 + c1) / 2.0, 1e-9));
+    }
+
+    #[test]
+    fn coverage_by_group_splits_genes_by_pathway_count() {
+        // 60 background genes whose truth sits at the median, 60 in three pathways whose
+        // truth lies far outside every draw
+        let (n, g) = (11, 120);
+        let mut smp = Array3::<f32>::zeros((n, 2, g));
+        for k in 0..n {
+            smp.slice_mut(ndarray::s![k, .., ..]).fill(k as f32);
+        }
+        let counts: Vec<usize> = (0..g).map(|j| if j < 60 { 0 } else { 3 }).collect();
+        let truth =
+            ndarray::Array2::from_shape_fn((2, g), |(_, j)| if j < 60 { 5.0 } else { 99.0 });
+        let by = coverage_by_group(smp.view(), truth.view(), &counts);
+        assert_eq!(by.len(), 2);
+        assert_eq!(
+            (by[0].group.as_str(), by[0].genes),
+            ("background genes", 60)
+        );
+        assert_eq!((by[1].group.as_str(), by[1].genes), ("1+ pathways", 60));
+        assert!(by[0].coverage.iter().all(|c| c.covered == 1.0));
+        assert!(by[1].coverage.iter().all(|c| c.covered == 0.0));
     }
 }

@@ -116,7 +116,32 @@ fn check_schema(bundle: &Path) {
     unknown["surprise"] = serde_json::json!(1);
     let mut no_members = m.clone();
     no_members.as_object_mut().unwrap().remove("members");
-    for bad in [wrong_type, unknown, no_members] {
+    // a calibration with gene groups (rnafm-eval calibrate's default) is valid; a group
+    // without its factors is not
+    let level = serde_json::json!({"level": 0.9, "factor": 1.2, "coverage_before": 0.8});
+    let group = |min: usize, max: Option<usize>| {
+        let mut g = serde_json::json!({"min_pathways": min, "genes": 10, "values": 40,
+            "levels": [level]});
+        if let Some(m) = max {
+            g["max_pathways"] = m.into();
+        }
+        g
+    };
+    let mut grouped = m.clone();
+    grouped["calibration"] = serde_json::json!([{"cfg": 1.0, "steps": 20, "slides": 4,
+        "values": 80, "draws": 50, "levels": [level],
+        "groups": [group(0, Some(3)), group(4, None)]}]);
+    let errors: Vec<String> = validator
+        .iter_errors(&grouped)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "grouped calibration: {errors:?}");
+    let mut no_factors = grouped.clone();
+    no_factors["calibration"][0]["groups"][1]
+        .as_object_mut()
+        .unwrap()
+        .remove("levels");
+    for bad in [wrong_type, unknown, no_members, no_factors] {
         assert!(!validator.is_valid(&bad));
     }
 }

@@ -107,9 +107,76 @@ pub struct RefitRecord {
     pub median_relative_lambda: f64,
 }
 
+/// Refuses calibrations `cals` (read from `cal_path`) for the checkpoint `checkpoint` when
+/// it is a refit's `best/` and one of them was fitted without `--anchor-loo`: the refitted
+/// anchor has seen the calibration slides, so such factors come out too small (README,
+/// "Interval calibration").
+pub fn check_calibration(
+    checkpoint: &Path,
+    cals: &[crate::calibration::Calibration],
+    cal_path: &Path,
+) -> Result<()> {
+    let refit = checkpoint.join("..");
+    if !refit.join(REFIT_RECORD_FILE).is_file() {
+        return Ok(());
+    }
+    if let Some(c) = cals.iter().find(|c| !c.anchor_loo) {
+        let dir = std::fs::canonicalize(&refit).unwrap_or(refit);
+        return Err(Error::invalid(
+            cal_path,
+            format!(
+                "the calibration for guidance {} was fitted without --anchor-loo, but {} is a checkpoint whose anchor was refitted on the calibration slides (its intervals would come out too narrow); fit it again with `rnafm-eval calibrate --anchor-loo {}`, or export with --no-calibration",
+                c.cfg,
+                checkpoint.display(),
+                dir.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refitted_checkpoint_takes_only_anchor_loo_calibrations() {
+        use crate::calibration::{Calibration, LevelFactor};
+        let d = tempfile::tempdir().unwrap();
+        let (fold, refit) = (d.path().join("fold_0/best"), d.path().join("refit/best"));
+        std::fs::create_dir_all(&fold).unwrap();
+        std::fs::create_dir_all(&refit).unwrap();
+        std::fs::write(d.path().join("refit").join(REFIT_RECORD_FILE), "{}").unwrap();
+        let cal = |anchor_loo| Calibration {
+            cfg: 1.0,
+            steps: 20,
+            levels: vec![LevelFactor {
+                level: 0.9,
+                factor: 1.1,
+                coverage_before: 0.85,
+            }],
+            slides: 80,
+            values: 800,
+            fitted_on: None,
+            draws: Some(50),
+            groups: Vec::new(),
+            anchor_loo,
+        };
+        let f = Path::new("calibration.json");
+        assert!(check_calibration(&refit, &[cal(true)], f).is_ok());
+        // a fold's own checkpoint takes either
+        assert!(check_calibration(&fold, &[cal(false)], f).is_ok());
+        let e = check_calibration(&refit, &[cal(true), cal(false)], f)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("calibration.json")
+                && e.contains("--anchor-loo")
+                && e.contains("--no-calibration")
+                && !e.contains('\n'),
+            "{e}"
+        );
+    }
 
     #[test]
     fn round_trips_matches_names_and_checks_shapes() {

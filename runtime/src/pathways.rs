@@ -259,14 +259,21 @@ impl PathwaySet {
     /// How many outputs (pathway heads + background head) predict each gene; the model
     /// averages over them.
     pub fn gene_counts(&self) -> Vec<u32> {
-        let mut c = vec![0u32; self.n_genes];
+        let mut c: Vec<u32> = self.pathway_counts().iter().map(|&n| n as u32).collect();
+        for &g in &self.background {
+            c[g] += 1;
+        }
+        c
+    }
+
+    /// How many pathway tokens hold each gene (0 for a background gene): what interval
+    /// calibration groups genes by (`calibration::GeneGroup`).
+    pub fn pathway_counts(&self) -> Vec<usize> {
+        let mut c = vec![0usize; self.n_genes];
         for m in &self.members {
             for &g in m {
                 c[g] += 1;
             }
-        }
-        for &g in &self.background {
-            c[g] += 1;
         }
         c
     }

@@ -30,6 +30,8 @@ fn calibration(cfg: f32, factor: f64) -> Calibration {
         values: 32,
         fitted_on: Some("test".into()),
         draws: None,
+        groups: Vec::new(),
+        anchor_loo: false,
     }
 }
 
@@ -204,4 +206,54 @@ fn calibration_scales_interval_widths_by_the_stored_factor() {
             .unwrap()
             .contains("no calibration for guidance 2.5")
     );
+}
+
+/// A calibration with gene groups: each gene is stretched by its group's factor, found
+/// from the model's own pathways (every toy gene is in one pathway token, so 2.0 applies,
+/// not the background group's 3.0 nor the all-genes 1.5).
+#[test]
+fn grouped_calibration_stretches_each_gene_by_its_groups_factor() {
+    use rnafm_runtime::calibration::GeneGroup;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    common::write_toy_model_dir(&root.join("model"), P, H, K);
+    let spec = rnafm_runtime::model_spec::ModelSpec::read(&root.join("model/model.json")).unwrap();
+    assert!(spec.pathways.pathway_counts().iter().all(|&n| n == 1));
+    let group = |min_pathways, max_pathways, factor| GeneGroup {
+        min_pathways,
+        max_pathways,
+        genes: if min_pathways == 0 { 0 } else { P * H },
+        values: 4,
+        levels: calibration(2.0, factor).levels,
+    };
+    let bundle = root.join("m.rnafm");
+    write_bundle(
+        &root.join("model"),
+        &bundle,
+        vec![Calibration {
+            groups: vec![group(0, Some(0), 3.0), group(1, None, 2.0)],
+            ..calibration(2.0, 1.5)
+        }],
+    );
+    let slide = root.join("s.npy");
+    let a = Array2::from_shape_fn((K, H), |(k, d)| (k as f32 + d as f32) * 0.2);
+    rnafm_runtime::npy::write_npy(&slide, &a).unwrap();
+    let cal = run(&bundle, &slide, &root.join("cal"), &[]);
+    run(&bundle, &slide, &root.join("raw"), &["--no-calibration"]);
+    assert_eq!(
+        cal["calibration"]["calibration"]["groups"][1]["min_pathways"],
+        1
+    );
+    let mut checked = 0;
+    for ((cm, c90, _), (rm, r90, _)) in intervals(&root.join("cal/s.genes.tsv"))
+        .iter()
+        .zip(&intervals(&root.join("raw/s.genes.tsv")))
+    {
+        assert!((cm - rm).abs() < 1e-4, "median moved: {cm} vs {rm}");
+        if *r90 > 1e-4 {
+            assert!((c90 / r90 - 2.0).abs() < 1e-3, "90%: {c90} / {r90}");
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "toy draws have no spread");
 }

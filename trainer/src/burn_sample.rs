@@ -112,7 +112,7 @@ pub fn run_sample<B: FusedOps>(args: &SampleOptions, device: &B::Device) -> Resu
             a.add_to(f.view(), &mut z);
         }
         if let Some(c) = &used.calibration {
-            c.apply(z.view_mut());
+            c.apply(z.view_mut(), &spec.pathways.pathway_counts());
         }
         for mut row in z.rows_mut() {
             for (j, v) in row.iter_mut().enumerate() {
@@ -200,6 +200,8 @@ mod tests {
                 values: 1,
                 fitted_on: None,
                 draws: None,
+                groups: Vec::new(),
+                anchor_loo: false,
             }],
         )
         .unwrap();

@@ -179,6 +179,7 @@ fn two_fold_training_writes_checkpoints_metrics_and_resumes() {
         versus: None,
         versus_rank_by: None,
         replicates: 1,
+        model: None,
     })
     .unwrap();
     assert_eq!(

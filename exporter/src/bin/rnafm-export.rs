@@ -208,7 +208,11 @@ fn run(args: &Args) -> Result<()> {
             None => Some(dir.join("..").join(CALIBRATION_FILE)).filter(|p| p.is_file()),
         };
         calibration = match cpath {
-            Some(p) => Some(rnafm_runtime::calibration::read_file(&p)?),
+            Some(p) => {
+                let cals = rnafm_runtime::calibration::read_file(&p)?;
+                rnafm_runtime::anchor_refit::check_calibration(dir, &cals, &p)?;
+                Some(cals)
+            }
             None => None,
         };
         (spec, w, wpath, metrics)

@@ -267,7 +267,7 @@ impl SlidePipeline {
     ) -> Result<()> {
         let model = &self.model;
         if let Some(c) = model.calibration.first() {
-            c.apply(z.view_mut());
+            c.apply(z.view_mut(), &model.pathways.pathway_counts());
         }
         let values = to_unit(z.view(), model, self.settings.fpkm);
         // Never an "ok" table of NaN: features far outside anything the model has seen

@@ -56,6 +56,11 @@ pub struct EvaluateArgs {
     /// Bootstrap replicates for --versus.
     #[arg(long, default_value_t = 1000)]
     pub replicates: usize,
+    /// The model the draws come from (.rnafm bundle, unpacked bundle or checkpoint
+    /// folder): interval coverage is also reported per group of genes by how many pathway
+    /// tokens hold them, the groups of `rnafm-eval calibrate`.
+    #[arg(long, value_name = "MODEL")]
+    pub model: Option<PathBuf>,
 }
 
 impl From<EvaluateArgs> for evaluate::EvaluateOptions {
@@ -73,6 +78,7 @@ impl From<EvaluateArgs> for evaluate::EvaluateOptions {
             versus: a.versus,
             versus_rank_by: a.versus_rank_by,
             replicates: a.replicates,
+            model: a.model,
         }
     }
 }
@@ -111,6 +117,15 @@ pub struct CalibrateArgs {
     /// prediction (the draws of a model that never saw it) instead of its in-sample one.
     #[arg(long, value_name = "DIR")]
     pub anchor_loo: Option<PathBuf>,
+    /// The model the draws come from (.rnafm bundle, unpacked bundle or checkpoint
+    /// folder), read for its pathways: genes are calibrated in groups by how many pathway
+    /// tokens hold them (background, 1, 2–3, 4–10, 11+; groups under 50 genes join a
+    /// neighbour). Default: the model named in the first --pred's run.json.
+    #[arg(long, value_name = "MODEL")]
+    pub model: Option<PathBuf>,
+    /// One set of factors for all genes (no gene groups, no model read).
+    #[arg(long, conflicts_with = "model")]
+    pub no_gene_groups: bool,
 }
 
 impl From<CalibrateArgs> for calibrate::CalibrateOptions {
@@ -124,6 +139,14 @@ impl From<CalibrateArgs> for calibrate::CalibrateOptions {
             levels: a.levels,
             fitted_on: a.fitted_on,
             anchor_loo: a.anchor_loo,
+            groups: if a.no_gene_groups {
+                calibrate::GeneGroups::None
+            } else {
+                a.model.map_or(
+                    calibrate::GeneGroups::RunModel,
+                    calibrate::GeneGroups::Model,
+                )
+            },
         }
     }
 }
