@@ -256,4 +256,34 @@ fn grouped_calibration_stretches_each_gene_by_its_groups_factor() {
         }
     }
     assert!(checked > 0, "toy draws have no spread");
+    // run.json names the model by its absolute path even when it was given relative, so
+    // that `rnafm-eval calibrate` finds it (for the genes' pathways) from any folder
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rnafm-run"));
+    if std::env::var_os("ORT_DYLIB_PATH").is_none() {
+        c.env(
+            "ORT_DYLIB_PATH",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../.ort/libonnxruntime.so"),
+        );
+    }
+    let o = c
+        .current_dir(root)
+        .args([
+            "s.npy",
+            "--model",
+            "m.rnafm",
+            "--samples",
+            "3",
+            "--quiet",
+            "--out",
+            "rel",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rel: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("rel/run.json")).unwrap()).unwrap();
+    assert_eq!(
+        rel["model"].as_str().map(Path::new),
+        Some(bundle.canonicalize().unwrap().as_path())
+    );
 }

@@ -380,7 +380,7 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         rnafm_version: env!("CARGO_PKG_VERSION").into(),
         onnxruntime_library: rnafm_runtime::ort_env::library_path()
             .map(|p| p.display().to_string()),
-        model: model_path.to_path_buf(),
+        model: std::fs::canonicalize(model_path).unwrap_or_else(|_| model_path.to_path_buf()),
         model_id: model.sha256.clone(),
         device: model.device.to_string(),
         threads: model.threads,

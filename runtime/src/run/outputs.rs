@@ -136,6 +136,8 @@ impl SlideRecord {
 pub struct RunReport {
     pub rnafm_version: String,
     pub onnxruntime_library: Option<String>,
+    /// The model's absolute path (as given when it cannot be resolved), so that
+    /// `rnafm-eval calibrate` finds it from any folder.
     pub model: PathBuf,
     /// sha256 naming the model's content: of a bundle's `manifest.json`, which lists the
     /// sha256 of every member (so the zip and its unpacked folder share it), or of a model
