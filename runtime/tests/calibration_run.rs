@@ -97,7 +97,8 @@ fn intervals(path: &Path) -> Vec<(f64, f64, f64)> {
         .collect()
 }
 
-fn run(bundle: &Path, slide: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
+/// rnafm-run, with the repository's ONNX Runtime unless ORT_DYLIB_PATH names one.
+fn rnafm_run() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_rnafm-run"));
     if std::env::var_os("ORT_DYLIB_PATH").is_none() {
         c.env(
@@ -105,7 +106,11 @@ fn run(bundle: &Path, slide: &Path, out: &Path, extra: &[&str]) -> serde_json::V
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../.ort/libonnxruntime.so"),
         );
     }
-    let o = c
+    c
+}
+
+fn run(bundle: &Path, slide: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
+    let o = rnafm_run()
         .arg(slide)
         .arg("--model")
         .arg(bundle)
@@ -258,14 +263,7 @@ fn grouped_calibration_stretches_each_gene_by_its_groups_factor() {
     assert!(checked > 0, "toy draws have no spread");
     // run.json names the model by its absolute path even when it was given relative, so
     // that `rnafm-eval calibrate` finds it (for the genes' pathways) from any folder
-    let mut c = Command::new(env!("CARGO_BIN_EXE_rnafm-run"));
-    if std::env::var_os("ORT_DYLIB_PATH").is_none() {
-        c.env(
-            "ORT_DYLIB_PATH",
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../.ort/libonnxruntime.so"),
-        );
-    }
-    let o = c
+    let o = rnafm_run()
         .current_dir(root)
         .args([
             "s.npy",

@@ -79,6 +79,8 @@ pub struct SlidePipeline {
     /// What the run does about interval calibration (`run.json`).
     pub calibration: CalibrationUse,
     settings: RunSettings,
+    /// Pathway tokens per gene, for a calibration with gene groups (counted once a run).
+    pathway_counts: Vec<usize>,
 }
 
 impl SlidePipeline {
@@ -108,12 +110,14 @@ impl SlidePipeline {
         }
         // Only the chosen calibration is applied to the draws.
         model.calibration = calibration.calibration.iter().cloned().collect();
+        let pathway_counts = model.pathways.pathway_counts();
         SlidePipeline {
             model,
             encoder,
             params,
             calibration,
             settings,
+            pathway_counts,
         }
     }
 
@@ -267,7 +271,7 @@ impl SlidePipeline {
     ) -> Result<()> {
         let model = &self.model;
         if let Some(c) = model.calibration.first() {
-            c.apply(z.view_mut(), &model.pathways.pathway_counts());
+            c.apply(z.view_mut(), &self.pathway_counts);
         }
         let values = to_unit(z.view(), model, self.settings.fpkm);
         // Never an "ok" table of NaN: features far outside anything the model has seen
