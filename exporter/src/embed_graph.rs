@@ -92,10 +92,12 @@ pub fn build(
     let y = c.silu(&y);
     let w2 = c.g.constant("count_ebd_w2", &[p, h, h], &w2);
     let y = c.g.op("MatMul", &[&w2, &y], vec![]); // [P,H,B]
-    let b2 = c.g.constant("count_ebd_b2", &[p, h, 1], &b2);
-    let y = c.g.op("Add", &[&y, &b2], vec![]);
-    let mut tok =
+    let tok =
         c.g.op("Transpose", &[&y], vec![attr_ints("perm", &[2, 0, 1])]); // [B,P,H]
+    // The bias after the transpose: [P, H] onto [B, P, H] broadcasts whole rows, where
+    // [P, H, 1] onto [P, H, B] went B elements at a time (the same sums, bit for bit).
+    let b2 = c.g.constant("count_ebd_b2", &[p, h], &b2);
+    let mut tok = c.g.op("Add", &[&tok, &b2], vec![]);
 
     if cfg.graph_attention {
         let mask = ps.attention_mask();
