@@ -271,17 +271,33 @@ impl<'a> Ctx<'a> {
     ) -> Result<String> {
         let dh = width / heads;
         let w = self.get(qkv_w, &[3 * width, width])?;
-        let mut qkv =
-            self.weight_matmul(x, qkv_w, &transpose(w, 3 * width, width), width, 3 * width);
-        if let Some(b) = qkv_b {
-            let b = self.weight(b, &[3 * width])?;
-            qkv = self.g.op("Add", &[&qkv, &b], vec![]);
-        }
+        let pw = self.get(proj.0, &[width, width])?;
+        let mut pb = self.get(proj.1, &[width])?.to_vec();
         let o = if self.fused_attention {
-            let widths = self.g_const_i64(&[width as i64; 3]);
-            let qkv = self
-                .g
-                .op_n("Split", &[&qkv, &widths], vec![attr_i("axis", -1)], 3);
+            // q, k and v as three products rather than one split three ways (the Split of the
+            // [.., 3W] product took as long as its bias Add, profiled at 10 draws), and two of
+            // the three biases dropped, exactly in arithmetic: q·b_k is the same for all of a
+            // query's scores, which softmax ignores; the attention weights sum to 1, so b_v
+            // comes out as it went in and joins the output bias (b_o + W_o b_v).
+            let b = qkv_b.map(|b| self.get(b, &[3 * width])).transpose()?;
+            let mut qkv = Vec::with_capacity(3);
+            for (i, part) in ["q", "k", "v"].into_iter().enumerate() {
+                let wi = &w[i * width * width..(i + 1) * width * width];
+                let hint = format!("{qkv_w}.{part}");
+                qkv.push(self.weight_matmul(x, &hint, &transpose(wi, width, width), width, width));
+            }
+            if let Some(b) = b {
+                let bq = self
+                    .g
+                    .constant(&format!("{qkv_w}.q_bias"), &[width], &b[..width]);
+                qkv[0] = self.g.op("Add", &[&qkv[0], &bq], vec![]);
+                let bv = &b[2 * width..];
+                for (j, o) in pb.iter_mut().enumerate() {
+                    let row = &pw[j * width..(j + 1) * width];
+                    let wb: f64 = row.iter().zip(bv).map(|(&a, &c)| a as f64 * c as f64).sum();
+                    *o = (*o as f64 + wb) as f32;
+                }
+            }
             let bias = mask.map(|m| self.g.constant("attn_mask", &[1, 1, n, n], m));
             let mut inputs = vec![qkv[0].as_str(), &qkv[1], &qkv[2]];
             if let Some(b) = &bias {
@@ -294,6 +310,12 @@ impl<'a> Ctx<'a> {
                 vec![attr_i("num_heads", heads as i64)],
             )
         } else {
+            let mut qkv =
+                self.weight_matmul(x, qkv_w, &transpose(w, 3 * width, width), width, 3 * width);
+            if let Some(b) = qkv_b {
+                let b = self.weight(b, &[3 * width])?;
+                qkv = self.g.op("Add", &[&qkv, &b], vec![]);
+            }
             let shape =
                 self.g
                     .constant_i64("shape", &[5], &[0, n as i64, 3, heads as i64, dh as i64]);
@@ -328,9 +350,8 @@ impl<'a> Ctx<'a> {
                 .constant_i64("shape", &[3], &[0, n as i64, width as i64]);
             self.g.op("Reshape", &[&o, &shape], vec![])
         };
-        let pw = self.get(proj.0, &[width, width])?;
         let o = self.weight_matmul(&o, proj.0, &transpose(pw, width, width), width, width);
-        let pb = self.weight(proj.1, &[width])?;
+        let pb = self.g.constant(proj.1, &[width], &pb);
         Ok(self.g.op("Add", &[&o, &pb], vec![]))
     }
 }

@@ -5,7 +5,8 @@ Every matrix product (MatMul, MatMulInteger, Gemm) and fused attention
 on ROWS rows with the inputs of those nodes added as outputs, so each product's operand
 shapes are the real ones. A product of A [..., M, K] and B [..., K, N] counts 2·M·K·N per
 batch element, attention 4·Lq·Lk·H per row (scores and weighted sum). Element-wise work is
-left out (a few percent). Every count is linear in the rows, so the result is per row.
+left out (a few percent). Every count is linear in the rows, so the result is per row:
+`flops_per_row` per graph, and `split_per_row` the same apart into products and attention.
 
     python count_flops.py BUNDLE.rnafm [--int8] > flops.json
 """
@@ -67,12 +68,12 @@ def count(model_bytes, rows=ROWS):
     shapes.update({k: list(v.shape) for k, v in f.items()})
     shapes.update(inits)
     shapes.update(consts)
-    flops = 0.0
+    flops = attention = 0.0
     for n in nodes:
         a, b = shapes[n.input[0]], shapes[n.input[1]]
         if n.op_type == "MultiHeadAttention":
             # query [B, Lq, H], key [B, Lk, H]
-            flops += 4.0 * a[0] * a[1] * b[1] * a[2]
+            attention += 4.0 * a[0] * a[1] * b[1] * a[2]
             continue
         if n.op_type == "Gemm":
             trans_a = any(x.name == "transA" and x.i for x in n.attribute)
@@ -87,7 +88,7 @@ def count(model_bytes, rows=ROWS):
             b = b + [1]
         batch = np.broadcast_shapes(tuple(a[:-2]), tuple(b[:-2]))
         flops += 2.0 * float(np.prod(batch)) * a[-2] * a[-1] * b[-1]
-    return flops / rows
+    return {"products": flops / rows, "attention": attention / rows}
 
 
 def main():
@@ -101,8 +102,9 @@ def main():
         "backbone": "backbone.int8.onnx" if int8 else "backbone.onnx",
         "heads": "heads.onnx",
     }
-    per_row = {g: count(z.read(m)) for g, m in members.items()}
-    json.dump({"members": members, "flops_per_row": per_row}, sys.stdout, indent=1)
+    split = {g: count(z.read(m)) for g, m in members.items()}
+    per_row = {g: c["products"] + c["attention"] for g, c in split.items()}
+    json.dump({"members": members, "flops_per_row": per_row, "split_per_row": split}, sys.stdout, indent=1)
 
 
 if __name__ == "__main__":
