@@ -8,6 +8,11 @@ batch element, attention 4·Lq·Lk·H per row (scores and weighted sum). Element
 left out (a few percent). Every count is linear in the rows, so the result is per row:
 `flops_per_row` per graph, and `split_per_row` the same apart into products and attention.
 
+`weight_bytes_per_call` per graph is what a call must read whatever its rows: the bytes of
+the products' constant operands (the weights, int8 ones at a byte each). It sets the time
+floor of calls on few rows, where a product does little work per weight it reads
+(`scripts/bench-run`'s roofline).
+
     python count_flops.py BUNDLE.rnafm [--int8] > flops.json
 """
 import io
@@ -36,12 +41,15 @@ def feeds(model, rows):
 def count(model_bytes, rows=ROWS):
     model = onnx.load_from_string(model_bytes)
     inits = {t.name: list(t.dims) for t in model.graph.initializer}
+    itemsize = {t.name: onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+                for t in model.graph.initializer}
     consts = {}
     for n in model.graph.node:
         if n.op_type == "Constant":
             for a in n.attribute:
                 if a.name == "value":
                     consts[n.output[0]] = list(a.t.dims)
+                    itemsize[n.output[0]] = onnx.helper.tensor_dtype_to_np_dtype(a.t.data_type).itemsize
     wanted, nodes = [], []
     for n in model.graph.node:
         if n.op_type in PRODUCTS or n.op_type == "MultiHeadAttention":
@@ -68,9 +76,12 @@ def count(model_bytes, rows=ROWS):
     shapes.update({k: list(v.shape) for k, v in f.items()})
     shapes.update(inits)
     shapes.update(consts)
-    flops = attention = 0.0
+    flops = attention = weight_bytes = 0.0
     for n in nodes:
         a, b = shapes[n.input[0]], shapes[n.input[1]]
+        for x in n.input[:2]:
+            if x in itemsize:
+                weight_bytes += float(np.prod(shapes[x])) * itemsize[x]
         if n.op_type == "MultiHeadAttention":
             # query [B, Lq, H], key [B, Lk, H]
             attention += 4.0 * a[0] * a[1] * b[1] * a[2]
@@ -88,7 +99,7 @@ def count(model_bytes, rows=ROWS):
             b = b + [1]
         batch = np.broadcast_shapes(tuple(a[:-2]), tuple(b[:-2]))
         flops += 2.0 * float(np.prod(batch)) * a[-2] * a[-1] * b[-1]
-    return {"products": flops / rows, "attention": attention / rows}
+    return {"products": flops / rows, "attention": attention / rows, "weight_bytes": weight_bytes}
 
 
 def main():
@@ -104,7 +115,9 @@ def main():
     }
     split = {g: count(z.read(m)) for g, m in members.items()}
     per_row = {g: c["products"] + c["attention"] for g, c in split.items()}
-    json.dump({"members": members, "flops_per_row": per_row, "split_per_row": split}, sys.stdout, indent=1)
+    weights = {g: c.pop("weight_bytes") for g, c in split.items()}
+    json.dump({"members": members, "flops_per_row": per_row, "split_per_row": split,
+               "weight_bytes_per_call": weights}, sys.stdout, indent=1)
 
 
 if __name__ == "__main__":
