@@ -15,7 +15,10 @@ export ORT_DYLIB_PATH="$root/.ort/libonnxruntime.so"
 export RNAFM_CACHE_DIR="${RNAFM_CACHE_DIR:-$(mktemp -d)}"
 
 cargo fmt --all --check
-cargo clippy --workspace --all-targets --locked -- -D warnings
+# One lint pass over everything, the CUDA trainer's own code (its device probe) included: a
+# second pass with only `--features cuda` changed re-checked almost every crate (serde's `rc`
+# and burn's cubecl features change with it) for the ten-line non-CUDA stub it leaves out.
+cargo clippy --workspace --all-targets --features rnafm-trainer/cuda --locked -- -D warnings
 # The runtime without libhdf5 (--no-default-features: .h5 refused in one line) still builds.
 cargo clippy -p rnafm-runtime --no-default-features --all-targets --locked -- -D warnings
 cargo test --workspace --locked
@@ -36,13 +39,14 @@ if [ ! -e /proc/driver/nvidia/version ]; then
     echo "test.sh: gpu-check without a GPU gave exit $rc and: $msg" >&2; exit 1
   fi
 fi
-cargo build --workspace --bins --locked
+# `cargo test --workspace` built every binary into target/debug (each crate with binaries has
+# integration tests that run them). A `cargo build --bins` here built for 4-5 minutes more:
+# without dev-dependencies, features of hashbrown, ahash, regex-automata and num-bigint
+# differ, so they and the crates above them were built again.
 scripts/gpu-check --simulate-on-cpu "$checks/simulated" > /dev/null
 scripts/gpu-check --finish "$checks/simulated" > /dev/null
 rm -rf "$checks"
 # Paper-size ONNX-vs-burn agreement of a freshly trained model (about 2.5 minutes).
 scripts/paper-parity
-# The CUDA trainer's own code (the device probe) is linted too.
-cargo clippy -p rnafm-trainer --features cuda --all-targets --locked -- -D warnings
-# The CUDA trainer binaries built for real (burn-cuda 0.21 builds offline; about 5 minutes).
+# The CUDA trainer binaries built for real (burn-cuda 0.21 builds offline; 10-12 minutes in CI).
 cargo build -p rnafm-trainer --features cuda --bins --locked
