@@ -46,7 +46,7 @@ fi
 scripts/gpu-check --simulate-on-cpu "$checks/simulated" > /dev/null
 scripts/gpu-check --finish "$checks/simulated" > /dev/null
 rm -rf "$checks"
-# Paper-size ONNX-vs-burn agreement of a freshly trained model (about 2.5 minutes).
+# Paper-size ONNX-vs-burn agreement of a freshly trained model (about a minute).
 scripts/paper-parity
-# The CUDA trainer binaries built for real (burn-cuda 0.21 builds offline; 10-12 minutes in CI).
+# The CUDA trainer binaries built for real (burn-cuda 0.21 builds offline; 9-12 minutes in CI).
 cargo build -p rnafm-trainer --features cuda --bins --locked
